@@ -1,0 +1,92 @@
+"""The one data contract of the project: a stepwise example, and JSONL in and out.
+
+A stepwise example is ``prompt`` (the problem), ``steps`` (list of step strings), ``labels`` (one per
+step: bool, or a float in [0, 1] for soft Monte-Carlo labels, or None when unlabelled) and free
+``meta``. On disk it uses TRL's stepwise-supervision column names (``prompt``, ``completions``,
+``labels``) so files move between tools without glue; reading also accepts ``steps``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Label = bool | float | None
+
+
+class DataError(ValueError):
+    """Bad user input: says where (file, line, field), what was found, and how to fix it."""
+
+
+@dataclass
+class StepwiseExample:
+    prompt: str
+    steps: list[str]
+    labels: list[Label] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str):
+            raise DataError(f"'prompt' must be a string, got {type(self.prompt).__name__}")
+        if not isinstance(self.steps, list) or not all(isinstance(s, str) for s in self.steps):
+            raise DataError("'completions' (the steps) must be a list of strings")
+        if not self.steps:
+            raise DataError("an example needs at least one step; got an empty 'completions' list")
+        if self.labels is not None:
+            if len(self.labels) != len(self.steps):
+                raise DataError(
+                    f"'labels' has {len(self.labels)} entries but there are {len(self.steps)} steps; "
+                    "give one label per step (null for an unlabelled step)"
+                )
+            for i, lab in enumerate(self.labels):
+                if lab is None or isinstance(lab, bool):
+                    continue
+                if not isinstance(lab, (int, float)) or not 0.0 <= float(lab) <= 1.0:
+                    raise DataError(f"label {i} is {lab!r}; labels are true/false or a float in [0, 1]")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"prompt": self.prompt, "completions": self.steps, "labels": self.labels, "meta": self.meta}
+
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> StepwiseExample:
+        if not isinstance(row, dict):
+            raise DataError(f"expected a JSON object per line, got {type(row).__name__}")
+        if "prompt" not in row:
+            raise DataError("missing field 'prompt'")
+        steps = row.get("completions", row.get("steps"))
+        if steps is None:
+            raise DataError("missing field 'completions' (or 'steps')")
+        return cls(prompt=row["prompt"], steps=steps, labels=row.get("labels"), meta=row.get("meta") or {})
+
+    def float_labels(self) -> list[float | None]:
+        """Labels as floats (True -> 1.0), None kept for unlabelled steps."""
+        if self.labels is None:
+            return [None] * len(self.steps)
+        return [None if lab is None else float(lab) for lab in self.labels]
+
+
+def read_jsonl(path: str | Path) -> Iterator[StepwiseExample]:
+    """Stream examples from a JSONL file; an error names the file, the line and the problem."""
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield StepwiseExample.from_json(json.loads(line))
+            except (json.JSONDecodeError, DataError) as exc:
+                raise DataError(f"{path}, line {lineno}: {exc}") from None
+
+
+def write_jsonl(path: str | Path, examples: Iterable[StepwiseExample]) -> int:
+    """Write examples (creating parent folders); returns how many were written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        for ex in examples:
+            fh.write(json.dumps(ex.to_json(), ensure_ascii=False) + "\n")
+            n += 1
+    return n
