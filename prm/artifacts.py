@@ -1,0 +1,114 @@
+"""The on-disk PRM artifact: one folder every later stage reads without guessing.
+
+    config.json, model.safetensors   backbone (``save_pretrained``, safetensors)
+    step_head.safetensors            the step head
+    tokenizer files                  with the step separator as an added special token
+    prm_config.json                  separator and its id, max length, aggregation, label type
+    calibration.json                 when calibrated
+    onnx/model.onnx                  when exported
+    manifest.json                    versions and sha256 of every file
+
+Loading never unpickles (safetensors and JSON only) and never passes ``trust_remote_code``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from prm.config import PRMConfig
+
+HEAD_FILE = "step_head.safetensors"
+
+
+def load_tokenizer(folder: str | Path, step_token: str | None = None):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    if step_token is not None and step_token not in tok.get_vocab():
+        tok.add_special_tokens({"additional_special_tokens": [step_token]})
+    return tok
+
+
+def new_scorer(backbone: str, step_token: str, max_length: int, dtype=None):
+    """A fresh PRM from a backbone folder or name: the separator token is added and embedded."""
+    import torch
+    from transformers import AutoModel
+
+    from prm.backbone import resolve_backbone
+    from prm.model import StepScorer
+
+    path = resolve_backbone(backbone)
+    tok = load_tokenizer(path, step_token)
+    model = AutoModel.from_pretrained(path, dtype=dtype or torch.float32, trust_remote_code=False)
+    if len(tok) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tok), mean_resizing=True)
+    cfg = PRMConfig(step_token=step_token, step_token_id=tok.convert_tokens_to_ids(step_token),
+                    max_length=max_length, backbone=backbone)
+    return StepScorer(model), tok, cfg
+
+
+def save_artifact(scorer, tokenizer, cfg: PRMConfig, folder: str | Path) -> Path:
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    scorer.backbone.save_pretrained(folder, safe_serialization=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in scorer.head.state_dict().items()}, folder / HEAD_FILE)
+    tokenizer.save_pretrained(folder)
+    cfg.save(folder)
+    write_manifest(folder)
+    return folder
+
+
+def load_scorer(folder: str | Path, dtype=None):
+    """(scorer, tokenizer, config) from an artifact folder; checks the separator id."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    from prm.model import StepScorer
+
+    folder = Path(folder)
+    cfg = PRMConfig.load(folder)
+    tok = load_tokenizer(folder)
+    check_step_token(tok, cfg)
+    backbone = AutoModel.from_pretrained(folder, dtype=dtype or torch.float32, trust_remote_code=False)
+    scorer = StepScorer(backbone)
+    scorer.head.load_state_dict(load_file(folder / HEAD_FILE))
+    return scorer.eval(), tok, cfg
+
+
+def check_step_token(tok, cfg: PRMConfig) -> None:
+    got = tok.convert_tokens_to_ids(cfg.step_token)
+    if got != cfg.step_token_id:
+        raise ValueError(f"tokenizer maps step token {cfg.step_token!r} to id {got}, but prm_config.json "
+                         f"says {cfg.step_token_id}: the tokenizer files do not belong to this model")
+
+
+def write_manifest(folder: str | Path) -> dict:
+    import platform
+
+    import torch
+    import transformers
+
+    folder = Path(folder)
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name != "manifest.json":
+            files[str(path.relative_to(folder))] = _sha256(path)
+    manifest = {"format": "prm-toolkit-artifact/1", "python": platform.python_version(),
+                "torch": torch.__version__, "transformers": transformers.__version__, "files": files}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

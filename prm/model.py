@@ -1,0 +1,53 @@
+"""The PRM: a Hugging Face backbone (no LM head) plus a linear step head read at separator tokens.
+
+``StepScorer.forward`` returns a step logit for every position, ``[batch, seq]``; positions that are
+not separators are simply never read. The loss is binary cross-entropy with the (possibly soft)
+labels at separator positions, so a 0.25 label trains toward 0.25. The vocabulary projection of the
+causal LM is never computed: the backbone is loaded with ``AutoModel``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from prm.tokenization import IGNORE
+
+
+class StepScorer(nn.Module):
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.config.hidden_size, 1)
+        nn.init.normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    @property
+    def config(self):
+        return self.backbone.config
+
+    def step_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
+                               use_cache=False).last_hidden_state  # [B, T, H]
+        return self.head(hidden).squeeze(-1).float()  # [B, T]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        logits = self.step_logits(input_ids, attention_mask)
+        out = {"logits": logits}
+        if labels is not None:
+            mask = labels != IGNORE  # [B, T]
+            out["loss"] = nn.functional.binary_cross_entropy_with_logits(
+                logits[mask], labels[mask].float())
+        return out
+
+
+class StepLogitsForExport(nn.Module):
+    """What goes into ONNX: ``(input_ids, attention_mask) -> step logits [B, T]``, never vocab logits."""
+
+    def __init__(self, scorer: StepScorer):
+        super().__init__()
+        self.scorer = scorer
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.scorer.step_logits(input_ids, attention_mask)

@@ -1,0 +1,72 @@
+"""Label placement: how a (prompt, steps, labels) example becomes token ids and per-token labels.
+
+Layout (no text is ever re-tokenized across a boundary):
+
+    prompt_ids + newline_ids + step_1_ids + [SEP] + step_2_ids + [SEP] + ... + step_n_ids + [SEP]
+
+Each step is tokenized on its own and followed by the step separator, inserted **by id**. A step's
+label sits on its separator token, and that is exactly where the model reads the step's score;
+every other position carries -100 (ignored). Because the separator is an id and not text, it cannot
+merge with neighbouring characters into a different token, the classic PRM bug.
+
+Inputs longer than ``max_length`` lose prompt tokens from the left first; steps are never cut in
+the middle. If the steps alone do not fit, ``encode`` raises (scoring) or, with
+``drop_overflow=True`` (training), keeps the leading steps that fit and reports how many it dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Encoded:
+    input_ids: list[int]
+    labels: list[float]  # IGNORE except at separator positions
+    step_positions: list[int]  # index of each kept step's separator in input_ids
+    dropped_steps: int = 0
+
+
+class TooLongError(ValueError):
+    pass
+
+
+def encode(tokenizer, sep_id: int, prompt: str, steps: Sequence[str], labels: Sequence | None = None,
+           max_length: int = 512, drop_overflow: bool = False) -> Encoded:
+    """Token ids with each step's label on its separator token (see module docstring)."""
+    prompt_ids = tokenizer(prompt + "\n", add_special_tokens=False)["input_ids"]
+    step_ids = [tokenizer(s, add_special_tokens=False)["input_ids"] for s in steps]
+    return place_labels(prompt_ids, step_ids, sep_id, labels, max_length, drop_overflow)
+
+
+def place_labels(prompt_ids: list[int], step_ids: list[list[int]], sep_id: int, labels: Sequence | None,
+                 max_length: int, drop_overflow: bool = False) -> Encoded:
+    """The pure core of ``encode``, over already tokenized pieces; testable with literal ids."""
+    if labels is not None and len(labels) != len(step_ids):
+        raise ValueError(f"{len(labels)} labels for {len(step_ids)} steps")
+    body_len = sum(len(s) + 1 for s in step_ids)
+    kept = len(step_ids)
+    if body_len > max_length:
+        if not drop_overflow:
+            raise TooLongError(
+                f"the steps alone take {body_len} tokens but the model's limit is {max_length}; "
+                "shorten the solution, split it, or use a model with a longer max_length")
+        while kept and sum(len(s) + 1 for s in step_ids[:kept]) > max_length:
+            kept -= 1
+        body_len = sum(len(s) + 1 for s in step_ids[:kept])
+    room = max_length - body_len
+    prompt_ids = prompt_ids[len(prompt_ids) - room:] if len(prompt_ids) > room else list(prompt_ids)
+    ids = list(prompt_ids)
+    out_labels = [float(IGNORE)] * len(ids)
+    positions = []
+    for i in range(kept):
+        ids.extend(step_ids[i])
+        out_labels.extend([float(IGNORE)] * len(step_ids[i]))
+        positions.append(len(ids))
+        ids.append(sep_id)
+        lab = None if labels is None else labels[i]
+        out_labels.append(float(IGNORE) if lab is None else float(lab))
+    return Encoded(ids, out_labels, positions, len(step_ids) - kept)
