@@ -1,0 +1,17 @@
+"""Build the in-process rollout completer from a backbone name or folder (bf16 on CPU)."""
+
+from __future__ import annotations
+
+
+def load_completer(backbone: str, max_new_tokens: int = 24, temperature: float = 0.5, bf16: bool = True):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from data_tools.rollouts import HFCompleter
+    from prm.backbone import resolve_backbone
+
+    path = resolve_backbone(backbone)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=False).eval()
+    return HFCompleter(model, tok, max_new_tokens=max_new_tokens, temperature=temperature)

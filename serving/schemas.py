@@ -1,0 +1,27 @@
+"""Request and response shapes of the scoring service (pydantic), shared by service and docs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Aggregate = Literal["min", "last", "prod", "mean"]
+
+
+class Item(BaseModel):
+    prompt: str = Field(description="The problem text.")
+    steps: list[str] = Field(min_length=1, description="The solution's steps, in order.")
+
+
+class Result(BaseModel):
+    step_scores: list[float] = Field(description="Calibrated probability that each step is correct.")
+    score: float = Field(description="The solution score: step scores aggregated as requested.")
+
+
+class ScoreResponse(BaseModel):
+    results: list[Result]
+
+
+EXAMPLE_ITEMS = [Item(prompt="Tom has 5 apples. Tom buys 3 more apples. How many apples does Tom have now?",
+                      steps=["5 + 3 = 8\nThe answer is 8."])]
