@@ -34,6 +34,7 @@ ERROR_KINDS = ("slip", "operator", "operand")
 class Op:
     sign: str  # "+" or "-"
     amount: int
+    clause: str = ""  # the problem's sentence for this op, restated by the step ("Tom buys 3 more apples")
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,17 @@ def run_ops(start: int, ops: tuple[Op, ...] | list[Op]) -> list[int]:
     return values
 
 
-def render_steps(start: int, ops: list[Op] | tuple[Op, ...], results: list[int]) -> list[str]:
-    """One equation per step; the last step also states the answer. ``results`` may be wrong."""
+def render_steps(start: int, ops: list[Op] | tuple[Op, ...], results: list[int],
+                 clauses: list[str] | None = None) -> list[str]:
+    """One step per op, "<clause>: a + b = c"; the last also states the answer. ``results`` may be wrong.
+
+    ``clauses`` default to the ops' own; an injected error passes the gold ones, so a step keeps
+    restating the problem faithfully while its equation goes wrong.
+    """
     steps, left = [], start
-    for op, res in zip(ops, results):
-        steps.append(f"{left} {op.sign} {op.amount} = {res}")
+    for i, (op, res) in enumerate(zip(ops, results)):
+        clause = (clauses or [o.clause for o in ops])[i]
+        steps.append(f"{clause}: {left} {op.sign} {op.amount} = {res}" if clause else f"{left} {op.sign} {op.amount} = {res}")
         left = res
     steps[-1] += f"\nThe answer is {results[-1]}."
     return steps
@@ -79,9 +86,11 @@ def generate_problem(rng: random.Random, pid: str, n_steps: int, max_number: int
         else:
             op = Op("+", rng.randint(1, max_number))
             phrase = rng.choice(ADD_PHRASES)
+        sentence = phrase.format(name=name, n=op.amount, items=items)
+        op = Op(op.sign, op.amount, sentence.rstrip("."))
         v = run_ops(v, [op])[0]
         ops.append(op)
-        sentences.append(phrase.format(name=name, n=op.amount, items=items))
+        sentences.append(sentence)
     sentences.append(f"How many {items} does {name} have now?")
     return Problem(id=pid, question=" ".join(sentences), start=start, ops=tuple(ops))
 
@@ -106,13 +115,13 @@ def inject_error(problem: Problem, rng: random.Random) -> StepwiseExample | None
         left = problem.start if step == 0 else gold_results[step - 1]
         delta = rng.choice([-1, 1]) * rng.randint(1, 5)
         if kind == "operator":
-            flipped = Op("-" if ops[step].sign == "+" else "+", ops[step].amount)
+            flipped = Op("-" if ops[step].sign == "+" else "+", ops[step].amount, ops[step].clause)
             ops[step] = flipped
             wrong = run_ops(left, [flipped])[0]
         elif kind == "operand":
             if ops[step].amount + delta <= 0:
                 continue
-            ops[step] = Op(ops[step].sign, ops[step].amount + delta)
+            ops[step] = Op(ops[step].sign, ops[step].amount + delta, ops[step].clause)
             wrong = run_ops(left, [ops[step]])[0]
         else:  # slip: right equation, wrong result
             wrong = gold_results[step] + delta
@@ -121,7 +130,7 @@ def inject_error(problem: Problem, rng: random.Random) -> StepwiseExample | None
             continue
         return StepwiseExample(
             prompt=problem.question,
-            steps=render_steps(problem.start, ops, results),
+            steps=render_steps(problem.start, ops, results, [o.clause for o in problem.ops]),
             meta={"id": f"{problem.id}-err", "problem_id": problem.id, "answer": str(problem.answer),
                   "first_error": step, "error_kind": kind},
         )

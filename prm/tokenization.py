@@ -7,7 +7,8 @@ Layout (no text is ever re-tokenized across a boundary):
 Each step is tokenized on its own and followed by the step separator, inserted **by id**. A step's
 label sits on its separator token, and that is exactly where the model reads the step's score;
 every other position carries -100 (ignored). Because the separator is an id and not text, it cannot
-merge with neighbouring characters into a different token, the classic PRM bug.
+merge with neighbouring characters into a different token, the classic PRM bug; and text that
+happens to spell the separator is tokenized as plain text, so it cannot fake a step boundary.
 
 Inputs longer than ``max_length`` lose prompt tokens from the left first; steps are never cut in
 the middle. If the steps alone do not fit, ``encode`` raises (scoring) or, with
@@ -37,8 +38,12 @@ class TooLongError(ValueError):
 def encode(tokenizer, sep_id: int, prompt: str, steps: Sequence[str], labels: Sequence | None = None,
            max_length: int = 512, drop_overflow: bool = False) -> Encoded:
     """Token ids with each step's label on its separator token (see module docstring)."""
-    prompt_ids = tokenizer(prompt + "\n", add_special_tokens=False)["input_ids"]
-    step_ids = [tokenizer(s, add_special_tokens=False)["input_ids"] for s in steps]
+    # split_special_tokens: user text that spells a special token (even the separator) stays text.
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+    prompt_ids = ids(prompt + "\n")
+    step_ids = [ids(s) for s in steps]
     return place_labels(prompt_ids, step_ids, sep_id, labels, max_length, drop_overflow)
 
 

@@ -29,7 +29,9 @@ class TrainConfig:
     epochs: float = 3.0
     """Passes over the training data."""
     learning_rate: float = 5e-5
-    """Peak learning rate (linear decay, short warm-up)."""
+    """Peak learning rate of the backbone (linear decay, short warm-up)."""
+    head_lr_multiplier: float = 20.0
+    """The freshly initialised step head learns this many times faster than the pretrained backbone."""
     batch_size: int = 8
     """Examples per optimizer step."""
     max_length: int = 512
@@ -112,7 +114,7 @@ def encode_dataset(examples: Sequence[StepwiseExample], tokenizer, sep_id: int, 
 def train(examples: Sequence[StepwiseExample], cfg: TrainConfig) -> Path:
     """Train and save an artifact in ``cfg.output_dir``; returns its path."""
     import torch
-    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers import TrainingArguments, set_seed
 
     from prm.artifacts import new_scorer, save_artifact
 
@@ -142,12 +144,37 @@ def train(examples: Sequence[StepwiseExample], cfg: TrainConfig) -> Path:
         train_sampling_strategy="group_by_length",
         **cfg.extra_args,
     )
-    trainer = Trainer(model=scorer, args=args, train_dataset=_ListDataset(rows),
-                      data_collator=PadCollator(tok.pad_token_id))
+    trainer = _prm_trainer_class()(model=scorer, args=args, train_dataset=_ListDataset(rows),
+                          data_collator=PadCollator(tok.pad_token_id))
+    trainer.head_lr_multiplier = cfg.head_lr_multiplier
     result = trainer.train()
     log.info("training done: %s", result.metrics)
     out = save_artifact(scorer.float().eval(), tok, prm_cfg, cfg.output_dir)
     return out
+
+
+def _prm_trainer_class():
+    from transformers import Trainer
+
+    class PRMTrainer(Trainer):
+        """Trainer with a faster learning rate for the new head than for the pretrained backbone."""
+
+        head_lr_multiplier = 1.0
+
+        def create_optimizer(self, model=None):
+            import torch
+
+            if self.optimizer is None:
+                model = model or self.model
+                head = [p for n, p in model.named_parameters() if n.startswith("head.") and p.requires_grad]
+                body = [p for n, p in model.named_parameters() if not n.startswith("head.") and p.requires_grad]
+                lr = self.args.learning_rate
+                self.optimizer = torch.optim.AdamW(
+                    [{"params": body, "lr": lr}, {"params": head, "lr": lr * self.head_lr_multiplier}],
+                    lr=lr, weight_decay=self.args.weight_decay, betas=(0.9, 0.999), eps=1e-8)
+            return self.optimizer
+
+    return PRMTrainer
 
 
 class _ListDataset:

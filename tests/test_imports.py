@@ -1,0 +1,24 @@
+"""Imports flow one way: data_tools <- prm <- serving; the client stays light."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def loaded_after(statement: str) -> set[str]:
+    code = f"import sys, json; {statement}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return {m.split(".")[0] for m in json.loads(out.splitlines()[-1])}
+
+
+@pytest.mark.parametrize("statement,forbidden", [
+    ("import data_tools.schema, data_tools.problems, data_tools.labelling, data_tools.rollouts, data_tools.answers",
+     {"prm", "serving", "torch", "transformers", "bentoml", "onnxruntime", "sklearn"}),
+    ("import prm.train, prm.scoring, prm.export, prm.calibrate, prm.artifacts, prm.cli",
+     {"serving", "bentoml", "onnxruntime", "sklearn"}),
+    ("import serving.client", {"prm", "torch", "bentoml", "transformers", "onnxruntime"}),
+])
+def test_layering(statement, forbidden):
+    assert loaded_after(statement) & forbidden == set()
