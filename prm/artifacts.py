@@ -44,10 +44,16 @@ def new_scorer(backbone: str, step_token: str, max_length: int, dtype=None):
     path = resolve_backbone(backbone)
     tok = load_tokenizer(path, step_token)
     model = AutoModel.from_pretrained(path, dtype=dtype or torch.float32, trust_remote_code=False)
+    sep_id = tok.convert_tokens_to_ids(step_token)
     if len(tok) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tok), mean_resizing=True)
-    cfg = PRMConfig(step_token=step_token, step_token_id=tok.convert_tokens_to_ids(step_token),
-                    max_length=max_length, backbone=backbone)
+        model.resize_token_embeddings(len(tok), mean_resizing=False)
+        # Start the new separator where a line break is: the pretrained layers already summarise
+        # the line just read at "\n", so the step head starts from a meaningful state, not noise.
+        newline = tok("\n", add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            emb = model.get_input_embeddings().weight
+            emb[sep_id] = emb[newline[-1]] if newline else emb[: sep_id].mean(0)
+    cfg = PRMConfig(step_token=step_token, step_token_id=sep_id, max_length=max_length, backbone=backbone)
     return StepScorer(model), tok, cfg
 
 
