@@ -14,6 +14,7 @@ as they hit a stop string. It imports torch lazily; the model and tokenizer are 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -35,9 +36,20 @@ def rollout_seed(example_id: str, step_index: int, sample_index: int, base_seed:
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
 
 
+_ANSWER_LINE_END = re.compile(r"answer is[^\n]*\n", re.IGNORECASE)
+
+
 def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    """Cut ``text`` at the earliest stop string; returns (text, stopped)."""
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+    """Cut ``text`` at the earliest stop string, or at the end of a finished answer line.
+
+    Returns (text, stopped). Stopping right after "The answer is N." saves the tokens a model
+    would spend on a blank line or a next question.
+    """
+    cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
+    m = _ANSWER_LINE_END.search(text)
+    if m:
+        cuts.append(m.end() - 1)
+    cut = min(cuts, default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
@@ -47,7 +59,7 @@ class HFCompleter:
 
     model: object
     tokenizer: object
-    max_new_tokens: int = 32
+    max_new_tokens: int = 40
     temperature: float = 0.7
     top_k: int = 0
     stop: tuple[str, ...] = ("\n\n", "Question:")
@@ -66,14 +78,8 @@ class HFCompleter:
         tok, model = self.tokenizer, self.model
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
-        enc = tok([r.prefix for r in requests], return_tensors="pt", padding=True,
-                  padding_side="left", add_special_tokens=False)
-        mask = enc["attention_mask"]
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            # prefill once per prefix: [P, T]
-            out = model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=pos,
-                        use_cache=True, logits_to_keep=1)
+            out, mask, pos = self._prefill([r.prefix for r in requests])
             repeats = torch.tensor([len(r.seeds) for r in requests])
             cache = out.past_key_values
             rows = torch.repeat_interleave(torch.arange(len(requests)), repeats)  # [B]
@@ -115,6 +121,38 @@ class HFCompleter:
             grouped[owner[a]].append(text)
         return grouped
 
+    def _prefill(self, prefixes: list[str]):
+        """One forward over the prefixes; the token prefix they all share is computed only once.
+
+        Rollout prefixes share their few-shot examples, which are most of their tokens. The shared
+        part runs once with batch 1 and its KV cache is repeated; each row's own suffix follows,
+        left-padded *after* the shared part (masked out, positions counted without the padding).
+        Returns (model output with cache, attention mask [P, T], position ids [P, T]).
+        """
+        import torch
+
+        tok, model = self.tokenizer, self.model
+        ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prefixes]
+        common = _common_prefix_len(ids)
+        common = min(common, min(len(x) for x in ids) - 1)  # every row keeps >= 1 own token
+        if common < 8:
+            enc = tok.pad({"input_ids": ids}, return_tensors="pt", padding_side="left")
+            mask = enc["attention_mask"]
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            out = model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=pos,
+                        use_cache=True, logits_to_keep=1)
+            return out, mask, pos
+        shared = model(input_ids=torch.tensor([ids[0][:common]]), use_cache=True, logits_to_keep=1)
+        cache = shared.past_key_values
+        cache.batch_repeat_interleave(len(ids))
+        enc = tok.pad({"input_ids": [x[common:] for x in ids]}, return_tensors="pt", padding_side="left")
+        suffix_mask = enc["attention_mask"]  # [P, S]
+        mask = torch.cat([torch.ones(len(ids), common, dtype=suffix_mask.dtype), suffix_mask], dim=1)
+        pos = common + (suffix_mask.cumsum(-1) - 1).clamp(min=0)
+        out = model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=pos,
+                    past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return out, mask, pos
+
     def _sample(self, logits, gens):
         import torch
 
@@ -124,3 +162,11 @@ class HFCompleter:
             logits = logits.masked_fill(logits < kth, float("-inf"))
         probs = torch.softmax(logits, dim=-1)
         return torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(gens)])
+
+
+def _common_prefix_len(seqs: list[list[int]]) -> int:
+    first, n = seqs[0], min(len(s) for s in seqs)
+    for i in range(n):
+        if any(s[i] != first[i] for s in seqs[1:]):
+            return i
+    return n

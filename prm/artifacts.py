@@ -33,8 +33,13 @@ def load_tokenizer(folder: str | Path, step_token: str | None = None):
     return tok
 
 
-def new_scorer(backbone: str, step_token: str, max_length: int, dtype=None):
-    """A fresh PRM from a backbone folder or name: the separator token is added and embedded."""
+def new_scorer(backbone: str, step_token: str, max_length: int, dtype=None, num_layers: int = 0):
+    """A fresh PRM from a backbone folder or name: the separator token is added and embedded.
+
+    ``num_layers`` > 0 keeps only the first that many transformer layers: a small backbone's middle
+    layers carry more of what a step head needs than its last ones, which specialise in predicting
+    the next token (measured with linear probes on SmolLM2-135M), and every later stage gets faster.
+    """
     import torch
     from transformers import AutoModel
 
@@ -44,6 +49,8 @@ def new_scorer(backbone: str, step_token: str, max_length: int, dtype=None):
     path = resolve_backbone(backbone)
     tok = load_tokenizer(path, step_token)
     model = AutoModel.from_pretrained(path, dtype=dtype or torch.float32, trust_remote_code=False)
+    if num_layers:
+        truncate_layers(model, num_layers)
     sep_id = tok.convert_tokens_to_ids(step_token)
     if len(tok) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tok), mean_resizing=False)
@@ -55,6 +62,20 @@ def new_scorer(backbone: str, step_token: str, max_length: int, dtype=None):
             emb[sep_id] = emb[newline[-1]] if newline else emb[: sep_id].mean(0)
     cfg = PRMConfig(step_token=step_token, step_token_id=sep_id, max_length=max_length, backbone=backbone)
     return StepScorer(model), tok, cfg
+
+
+def truncate_layers(model, num_layers: int) -> None:
+    """Keep the first ``num_layers`` decoder layers of a base model (``model.layers``), in place."""
+    layers = getattr(model, "layers", None)
+    if layers is None:
+        raise ValueError(f"{type(model).__name__} has no `layers` list; --layers works with Llama/Qwen/Mistral-style "
+                         "backbones (leave it at 0 to keep every layer)")
+    if num_layers >= len(layers):
+        return
+    model.layers = layers[:num_layers]
+    model.config.num_hidden_layers = num_layers
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = model.config.layer_types[:num_layers]
 
 
 def save_artifact(scorer, tokenizer, cfg: PRMConfig, folder: str | Path) -> Path:

@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="labelled stepwise JSONL (soft labels; meta.hard_labels)")
     p.add_argument("--backbone", default="smollm2-135m", help="completer model (default: embedded SmolLM2-135M)")
     p.add_argument("--rollouts", type=int, default=8, help="rollouts per step prefix (default 8)")
-    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--max-new-tokens", type=int, default=40)
     p.add_argument("--temperature", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_label)

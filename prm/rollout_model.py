@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def load_completer(backbone: str, max_new_tokens: int = 24, temperature: float = 0.5, bf16: bool = True):
+def load_completer(backbone: str, max_new_tokens: int = 40, temperature: float = 0.5, bf16: bool = True):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

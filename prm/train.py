@@ -34,6 +34,10 @@ class TrainConfig:
     """The freshly initialised step head learns this many times faster than the pretrained backbone."""
     batch_size: int = 8
     """Examples per optimizer step."""
+    num_layers: int = 0
+    """Keep only the first N backbone layers (0: all); the head reads the last kept one."""
+    freeze_layers: int = 0
+    """Freeze the embeddings and the first N layers (0: train everything): faster, less overfitting."""
     max_length: int = 512
     """Longest input in tokens; longer prompts are cut from the left, steps are never cut."""
     label_type: str = "soft"
@@ -55,6 +59,10 @@ class TrainConfig:
             problems.append(f"--epochs must be positive, got {self.epochs}")
         if self.batch_size < 1:
             problems.append(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.num_layers < 0:
+            problems.append(f"--layers must be 0 (all) or positive, got {self.num_layers}")
+        if self.freeze_layers < 0:
+            problems.append(f"--freeze-layers must be 0 or positive, got {self.freeze_layers}")
         if self.learning_rate <= 0:
             problems.append(f"--lr must be positive, got {self.learning_rate}")
         if problems:
@@ -120,8 +128,10 @@ def train(examples: Sequence[StepwiseExample], cfg: TrainConfig) -> Path:
 
     cfg.check()
     set_seed(cfg.seed)
-    scorer, tok, prm_cfg = new_scorer(cfg.backbone, cfg.step_token, cfg.max_length)
+    scorer, tok, prm_cfg = new_scorer(cfg.backbone, cfg.step_token, cfg.max_length, num_layers=cfg.num_layers)
     prm_cfg.label_type = cfg.label_type
+    if cfg.freeze_layers:
+        freeze_bottom(scorer.backbone, cfg.freeze_layers)
     rows = encode_dataset(examples, tok, prm_cfg.step_token_id, cfg)
     steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
     args = TrainingArguments(
@@ -151,6 +161,13 @@ def train(examples: Sequence[StepwiseExample], cfg: TrainConfig) -> Path:
     log.info("training done: %s", result.metrics)
     out = save_artifact(scorer.float().eval(), tok, prm_cfg, cfg.output_dir)
     return out
+
+
+def freeze_bottom(backbone, n_layers: int) -> None:
+    """No gradients for the input embeddings and the first ``n_layers`` layers."""
+    backbone.get_input_embeddings().weight.requires_grad_(False)
+    for layer in backbone.layers[:n_layers]:
+        layer.requires_grad_(False)
 
 
 def _prm_trainer_class():

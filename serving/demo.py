@@ -35,7 +35,7 @@ class DemoConfig:
     """Largest number in a problem."""
     rollouts: int = 8
     """Monte-Carlo rollouts per step prefix."""
-    max_new_tokens: int = 24
+    max_new_tokens: int = 40
     """Longest rollout continuation, in tokens."""
     temperature: float = 0.5
     """Sampling temperature of rollouts."""

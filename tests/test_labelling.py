@@ -76,3 +76,8 @@ def test_hf_completer_rollouts_do_not_depend_on_batch_company(tiny_completer):
     assert together[0] == alone[0]
     assert [len(x) for x in together] == [3, 2]
     assert all("\n\n" not in t for group in together for t in group)
+
+
+def test_truncate_after_a_finished_answer_line():
+    assert truncate_at_stop("x: 5 + 3 = 8\nThe answer is 8.\nQ", ["\n\n"]) == ("x: 5 + 3 = 8\nThe answer is 8.", True)
+    assert truncate_at_stop("The answer is 1", ["\n\n"]) == ("The answer is 1", False)  # may still grow to 10
