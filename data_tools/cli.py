@@ -10,7 +10,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="stepwise JSONL to write")
     p.add_argument("--problems", type=int, default=100, help="number of problems (default 100)")
     p.add_argument("--max-steps", type=int, default=2, help="steps per solution, at most (default 2)")
-    p.add_argument("--max-number", type=int, default=10, help="largest number in a problem (default 10)")
+    p.add_argument("--max-number", type=int, default=6, help="largest number in a problem (default 6)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_generate)
 

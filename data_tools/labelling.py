@@ -92,7 +92,7 @@ def mc_label(examples: Sequence[StepwiseExample], completer: Completer, rollouts
         for i in range(len(ex.steps) - 1):
             gold_by_key[(ex.prompt, tuple(ex.steps[: i + 1]))] = str(ex.meta[answer_key])
     soft_by_key: dict[tuple[str, tuple[str, ...]], float] = {}
-    for key, texts in zip(key_list, outputs):
+    for key, texts in zip(key_list, outputs, strict=False):
         ok = 0
         for text in texts:
             verdict = answers_match(extract_answer(text), gold_by_key[key])

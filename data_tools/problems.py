@@ -66,7 +66,7 @@ def render_steps(start: int, ops: list[Op] | tuple[Op, ...], results: list[int],
     restating the problem faithfully while its equation goes wrong.
     """
     steps, left = [], start
-    for i, (op, res) in enumerate(zip(ops, results)):
+    for i, (op, res) in enumerate(zip(ops, results, strict=False)):
         clause = (clauses or [o.clause for o in ops])[i]
         steps.append(f"{clause}: {left} {op.sign} {op.amount} = {res}" if clause else f"{left} {op.sign} {op.amount} = {res}")
         left = res
@@ -74,7 +74,7 @@ def render_steps(start: int, ops: list[Op] | tuple[Op, ...], results: list[int],
     return steps
 
 
-def generate_problem(rng: random.Random, pid: str, n_steps: int, max_number: int = 10) -> Problem:
+def generate_problem(rng: random.Random, pid: str, n_steps: int, max_number: int = 6) -> Problem:
     """One problem of ``n_steps`` additions/subtractions; amounts stay at most ``max_number``."""
     name, items = rng.choice(NAMES), rng.choice(ITEMS)
     start = rng.randint(3, max_number)
@@ -138,7 +138,7 @@ def inject_error(problem: Problem, rng: random.Random) -> StepwiseExample | None
 
 
 def generate_dataset(n_problems: int, seed: int = 0, min_steps: int = 2, max_steps: int = 2,
-                     max_number: int = 10) -> list[StepwiseExample]:
+                     max_number: int = 6) -> list[StepwiseExample]:
     """For each problem, its gold solution and (when possible) one solution with an injected error."""
     if not 1 <= min_steps <= max_steps:
         raise ValueError(f"need 1 <= min_steps <= max_steps, got {min_steps} and {max_steps} (--max-steps)")

@@ -61,7 +61,7 @@ class HFCompleter:
     tokenizer: object
     max_new_tokens: int = 40
     temperature: float = 0.7
-    top_k: int = 0
+    top_k: int = 50
     stop: tuple[str, ...] = ("\n\n", "Question:")
     prefixes_per_batch: int = 16
     tokens_generated: int = 0  # running count, for throughput reports
@@ -154,14 +154,19 @@ class HFCompleter:
         return out, mask, pos
 
     def _sample(self, logits, gens):
+        """One token per row, each row drawn with its own generator; top-k first when set.
+
+        Restricting to the top k logits also makes the per-row draws cheap (k instead of the whole
+        vocabulary), which matters: one multinomial per row per step.
+        """
         import torch
 
         logits = logits / max(self.temperature, 1e-5)
         if self.top_k:
-            kth = torch.topk(logits, self.top_k, dim=-1).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
+            logits, index = torch.topk(logits, min(self.top_k, logits.shape[-1]), dim=-1)  # [b, k]
         probs = torch.softmax(logits, dim=-1)
-        return torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(gens)])
+        picks = torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(gens)])
+        return index.gather(1, picks[:, None])[:, 0] if self.top_k else picks
 
 
 def _common_prefix_len(seqs: list[list[int]]) -> int:

@@ -85,9 +85,9 @@ def _calibrate(args: argparse.Namespace) -> None:
     from prm.scoring import Scorer
 
     examples, labels = _read_labelled_hard(args.data)
-    keep = [(ex, lab) for ex, lab in zip(examples, labels)]
+    keep = [(ex, lab) for ex, lab in zip(examples, labels, strict=False)]
     logits = Scorer(args.model, backend="torch", calibrated=False).step_logits([(e.prompt, e.steps) for e, _ in keep])
-    z = np.concatenate([np.asarray(lz)[[v is not None for v in lab]] for lz, (_, lab) in zip(logits, keep)])
+    z = np.concatenate([np.asarray(lz)[[v is not None for v in lab]] for lz, (_, lab) in zip(logits, keep, strict=False)])
     y = np.asarray([v for _, lab in keep for v in lab if v is not None], dtype=float)
     scaler = TemperatureScaler().fit(z, y)
     save_calibration(args.model, scaler.to_json())

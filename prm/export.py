@@ -60,4 +60,4 @@ def parity(folder: str | Path, items) -> float:
 
     torch_logits = Scorer(folder, backend="torch", calibrated=False, batch_size=8).step_logits(items)
     onnx_logits = Scorer(folder, backend="onnx", calibrated=False, batch_size=8).step_logits(items)
-    return float(max(np.max(np.abs(a - b)) for a, b in zip(torch_logits, onnx_logits)))
+    return float(max(np.max(np.abs(a - b)) for a, b in zip(torch_logits, onnx_logits, strict=False)))

@@ -38,6 +38,9 @@ class TrainConfig:
     """Keep only the first N backbone layers (0: all); the head reads the last kept one."""
     freeze_layers: int = 0
     """Freeze the embeddings and the first N layers (0: train everything): faster, less overfitting."""
+    probe_init: bool = True
+    """Fit the head first as a logistic-regression probe on frozen features, then fine-tune (LP-FT):
+    with a few hundred labelled solutions this learns what plain fine-tuning from a random head misses."""
     max_length: int = 512
     """Longest input in tokens; longer prompts are cut from the left, steps are never cut."""
     label_type: str = "soft"
@@ -133,6 +136,9 @@ def train(examples: Sequence[StepwiseExample], cfg: TrainConfig) -> Path:
     if cfg.freeze_layers:
         freeze_bottom(scorer.backbone, cfg.freeze_layers)
     rows = encode_dataset(examples, tok, prm_cfg.step_token_id, cfg)
+    collate = PadCollator(tok.pad_token_id)
+    if cfg.probe_init:
+        fit_probe_head(scorer, rows, collate, bf16=cfg.bf16)
     steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
     args = TrainingArguments(
         output_dir=str(Path(cfg.output_dir) / "checkpoints"),
@@ -155,12 +161,52 @@ def train(examples: Sequence[StepwiseExample], cfg: TrainConfig) -> Path:
         **cfg.extra_args,
     )
     trainer = _prm_trainer_class()(model=scorer, args=args, train_dataset=_ListDataset(rows),
-                          data_collator=PadCollator(tok.pad_token_id))
+                          data_collator=collate)
     trainer.head_lr_multiplier = cfg.head_lr_multiplier
     result = trainer.train()
     log.info("training done: %s", result.metrics)
     out = save_artifact(scorer.float().eval(), tok, prm_cfg, cfg.output_dir)
     return out
+
+
+def fit_probe_head(scorer, rows: list[dict], collate, bf16: bool = True, l2: float = 1e-2,
+                   batch_size: int = 16) -> None:
+    """Set the head to the L2-regularised logistic regression of the labels on frozen features.
+
+    One forward pass over the training rows collects the hidden state at every labelled separator;
+    L-BFGS then solves the convex problem exactly. Labels may be soft (BCE with fractional targets).
+    """
+    import torch
+
+    feats, targets = [], []
+    scorer.eval()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for i in range(0, len(rows), batch_size):
+            batch = collate(rows[i:i + batch_size])
+            hidden = scorer.backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                     use_cache=False).last_hidden_state  # [B, T, H]
+            mask = batch["labels"] != IGNORE
+            feats.append(hidden[mask].float())
+            targets.append(batch["labels"][mask].float())
+    x, y = torch.cat(feats), torch.cat(targets)  # [N, H], [N]
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    xs = (x - mean) / std
+    w = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xs @ w + b, y) + l2 * (w @ w) / 2
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():  # fold the standardisation into the head: w.(x - m)/s + b
+        scorer.head.weight.copy_((w / std)[None, :])
+        scorer.head.bias.copy_(b - (w * mean / std).sum())
+    scorer.train()
+    log.info("probe-initialised head on %d labelled steps", len(y))
 
 
 def freeze_bottom(backbone, n_layers: int) -> None:

@@ -31,8 +31,8 @@ class DemoConfig:
     """Generated problems; each gives a gold solution and one with an injected error."""
     max_steps: int = 2
     """Steps per solution (2 is what SmolLM2-135M continues reliably)."""
-    max_number: int = 10
-    """Largest number in a problem."""
+    max_number: int = 6
+    """Largest number in a problem (SmolLM2-135M's sums go wrong past ~20: labels lose signal)."""
     rollouts: int = 8
     """Monte-Carlo rollouts per step prefix."""
     max_new_tokens: int = 40

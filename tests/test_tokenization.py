@@ -65,7 +65,7 @@ def test_real_tokenizer_labels_sit_on_separators(real_tokenizer):
     # every step's text is exactly the tokens between the previous separator and its own
     starts = [enc.step_positions[i - 1] + 1 if i else len(tok("Tom has 5 apples.\n")["input_ids"])
               for i in range(len(STEPS))]
-    for step, start, end in zip(STEPS, starts, enc.step_positions):
+    for step, start, end in zip(STEPS, starts, enc.step_positions, strict=False):
         assert tok.decode(enc.input_ids[start:end]) == step
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 def build_tiny_backbone(folder: str | Path, seed: int = 0) -> Path:
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     from data_tools.labelling import FEW_SHOT
