@@ -60,7 +60,7 @@ def run_ops(start: int, ops: tuple[Op, ...] | list[Op]) -> list[int]:
 
 def render_steps(start: int, ops: list[Op] | tuple[Op, ...], results: list[int],
                  clauses: list[str] | None = None) -> list[str]:
-    """One step per op, "<clause>: a + b = c"; the last also states the answer. ``results`` may be wrong.
+    """One step per op, "<clause>: a + b = c", then the answer step. ``results`` may be wrong.
 
     ``clauses`` default to the ops' own; an injected error passes the gold ones, so a step keeps
     restating the problem faithfully while its equation goes wrong.
@@ -70,7 +70,7 @@ def render_steps(start: int, ops: list[Op] | tuple[Op, ...], results: list[int],
         clause = (clauses or [o.clause for o in ops])[i]
         steps.append(f"{clause}: {left} {op.sign} {op.amount} = {res}" if clause else f"{left} {op.sign} {op.amount} = {res}")
         left = res
-    steps[-1] += f"\nThe answer is {results[-1]}."
+    steps.append(f"The answer is {results[-1]}.")
     return steps
 
 

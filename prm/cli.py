@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-length", type=int, default=512)
     p.add_argument("--label-type", choices=["soft", "hard"], default="soft")
     p.add_argument("--no-bf16", action="store_true", help="train in fp32 instead of bf16 autocast")
+    p.add_argument("--layers", type=int, default=0, help="keep only the first N backbone layers (0: all)")
+    p.add_argument("--freeze-layers", type=int, default=0, help="freeze embeddings and the first N layers")
+    p.add_argument("--monotone", action="store_true", help="score steps by running minimum (first-error semantics)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train)
 
@@ -72,7 +75,8 @@ def _train(args: argparse.Namespace) -> None:
 
     cfg = TrainConfig(backbone=args.backbone, output_dir=args.out, epochs=args.epochs, learning_rate=args.lr,
                       batch_size=args.batch_size, max_length=args.max_length, label_type=args.label_type,
-                      bf16=not args.no_bf16, seed=args.seed)
+                      bf16=not args.no_bf16, seed=args.seed, num_layers=args.layers,
+                      freeze_layers=args.freeze_layers, monotone=args.monotone)
     cfg.check()  # before reading data or loading a model
     out = train(list(read_jsonl(args.data)), cfg)
     print(f"trained PRM written to {out}")

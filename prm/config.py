@@ -22,6 +22,9 @@ class PRMConfig:
     """Default way to turn step scores into a solution score: min, last, prod or mean."""
     label_type: str = "soft"
     """What the model was trained on: 'soft' (MC fraction) or 'hard' (any rollout succeeded)."""
+    monotone: bool = False
+    """Score step i as the minimum of the raw step logits up to i: once a solution has gone wrong it
+    stays wrong (first-error semantics). Applied by every scoring backend before calibration."""
     backbone: str = ""
     """Where the backbone came from, for the record."""
 

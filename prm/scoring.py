@@ -3,7 +3,8 @@
 ``Scorer.score(items)`` takes (prompt, steps) pairs and returns one probability per step. It encodes
 with ``prm.tokenization.encode`` (never drops a step: an input that cannot fit raises
 ``TooLongError``), sorts by length so each batch pads little, runs the backend to get step logits
-``[B, T]``, reads them at the separator positions, and applies the artifact's calibration.
+``[B, T]``, reads them at the separator positions, takes their running minimum when the artifact is
+``monotone``, and applies the artifact's calibration.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class Scorer:
             logits = self._run(ids, mask)  # [b, n]
             for row, i in enumerate(chunk):
                 out[i] = logits[row, encoded[i].step_positions].astype(np.float64)
+                if self.cfg.monotone:
+                    out[i] = np.minimum.accumulate(out[i])
         return out
 
     def score(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:

@@ -41,6 +41,8 @@ class TrainConfig:
     probe_init: bool = True
     """Fit the head first as a logistic-regression probe on frozen features, then fine-tune (LP-FT):
     with a few hundred labelled solutions this learns what plain fine-tuning from a random head misses."""
+    monotone: bool = False
+    """Mark the artifact to score steps by running minimum (see PRMConfig.monotone); training is unchanged."""
     max_length: int = 512
     """Longest input in tokens; longer prompts are cut from the left, steps are never cut."""
     label_type: str = "soft"
@@ -133,6 +135,7 @@ def train(examples: Sequence[StepwiseExample], cfg: TrainConfig) -> Path:
     set_seed(cfg.seed)
     scorer, tok, prm_cfg = new_scorer(cfg.backbone, cfg.step_token, cfg.max_length, num_layers=cfg.num_layers)
     prm_cfg.label_type = cfg.label_type
+    prm_cfg.monotone = cfg.monotone
     if cfg.freeze_layers:
         freeze_bottom(scorer.backbone, cfg.freeze_layers)
     rows = encode_dataset(examples, tok, prm_cfg.step_token_id, cfg)

@@ -48,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "serve over HTTP and score; writes DIR/summary.json and leaves the artifact in DIR/model.")
     for name, default, doc in _fields(DemoConfig):
         flag = "--" + name.replace("_", "-")
-        p.add_argument(flag, type=type(default), default=default, help=f"{doc} (default {default})")
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f"{doc} (default {default})")
+        else:
+            p.add_argument(flag, type=type(default), default=default, help=f"{doc} (default {default})")
     p.set_defaults(func=_demo)
     return parser
 

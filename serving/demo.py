@@ -41,13 +41,19 @@ class DemoConfig:
     """Sampling temperature of rollouts."""
     backbone: str = "smollm2-135m"
     """Backbone for both the rollout completer and the PRM."""
-    epochs: float = 3.0
-    """Training epochs."""
-    learning_rate: float = 5e-5
-    """Peak learning rate."""
-    label_type: str = "soft"
-    """Train on 'soft' (fraction of successful rollouts) or 'hard' labels."""
-    heldout_fraction: float = 0.4
+    epochs: float = 4.0
+    """Training epochs (after the linear-probe head init)."""
+    learning_rate: float = 1e-4
+    """Peak learning rate of the backbone."""
+    label_type: str = "hard"
+    """Train on 'hard' (any rollout succeeded) or 'soft' (fraction of successful rollouts) labels."""
+    layers: int = 21
+    """Backbone layers kept (SmolLM2-135M has 30; its middle layers probe better than its last)."""
+    freeze_layers: int = 10
+    """Bottom layers (and embeddings) kept frozen during fine-tuning."""
+    monotone: bool = True
+    """Score each step as the running minimum of step scores (first-error semantics)."""
+    heldout_fraction: float = 0.3
     """Share of labelled problems held out: half for calibration, half for the test split."""
     eval_problems: int = 200
     """Extra fresh problems (never labelled or trained on) scored over HTTP for the held-out AUROC."""
@@ -139,7 +145,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     train_set, calib_set, test_set = split_by_problem(labelled, cfg.heldout_fraction, cfg.seed)
     model_dir = out / "model"
     train(train_set, TrainConfig(backbone=cfg.backbone, output_dir=str(model_dir), epochs=cfg.epochs,
-                                 learning_rate=cfg.learning_rate, label_type=cfg.label_type, seed=cfg.seed))
+                                 learning_rate=cfg.learning_rate, label_type=cfg.label_type, seed=cfg.seed,
+                                 num_layers=cfg.layers, freeze_layers=cfg.freeze_layers, monotone=cfg.monotone))
     summary.update(train_solutions=len(train_set), calib_solutions=len(calib_set), test_solutions=len(test_set))
     stage("train", t0)
 
@@ -155,10 +162,13 @@ def run_demo(cfg: DemoConfig) -> dict:
     test_y = flat([e.meta["hard_labels"] for e in test_set])
     truth_y = flat([ground_truth_labels(e) for e in test_set])
     p_before, p_after = 1 / (1 + np.exp(-test_logits)), scaler.predict_proba(test_logits)
+    torch_scorer.cfg.monotone = False  # the raw step scores too, to show what the running minimum adds
+    raw_logits = flat(torch_scorer.step_logits([(e.prompt, e.steps) for e in test_set]))
     summary.update(temperature=round(scaler.temperature_, 4),
                    ece_before=round(ece(p_before, test_y), 4), ece_after=round(ece(p_after, test_y), 4),
                    brier_before=round(brier(p_before, test_y), 4), brier_after=round(brier(p_after, test_y), 4),
                    test_auroc=round(auroc(truth_y, p_after), 4),
+                   test_auroc_raw_steps=round(auroc(truth_y, raw_logits), 4),
                    test_auroc_vs_mc_labels=round(auroc(test_y, p_after), 4))
     del torch_scorer
     stage("calibrate", t0)

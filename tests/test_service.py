@@ -55,3 +55,18 @@ def test_malformed_requests_get_400(client, body):
 def test_readiness_and_liveness(client):
     assert client.get("/livez").status_code == 200
     assert client.get("/readyz").status_code == 200
+
+
+def test_monotone_scoring_is_the_running_minimum(artifact):
+    import numpy as np
+
+    from prm.scoring import Scorer
+
+    items = [("Tom has 5 apples.", ["a: 5 + 3 = 8", "b: 8 - 2 = 6", "The answer is 6."]), ("Q", ["x", "y"])]
+    scorer = Scorer(artifact, backend="onnx", calibrated=False)
+    raw = scorer.step_logits(items)
+    scorer.cfg.monotone = True
+    mono = scorer.step_logits(items)
+    for r, m in zip(raw, mono, strict=True):
+        np.testing.assert_allclose(m, np.minimum.accumulate(r))
+        assert all(np.diff(m) <= 0)
