@@ -29,7 +29,11 @@ class StepScorer(nn.Module):
     def step_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
                                use_cache=False).last_hidden_state  # [B, T, H]
-        return self.head(hidden).squeeze(-1).float()  # [B, T]
+        # The head always runs in fp32, also under bf16 autocast: its logit is a sum of large
+        # terms that cancel (hidden states of middle layers reach the hundreds), and bf16's 8-bit
+        # mantissa turns that into errors of several logits.
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            return self.head(hidden.float()).squeeze(-1)  # [B, T]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -31,7 +31,7 @@ class TrainConfig:
     learning_rate: float = 5e-5
     """Peak learning rate of the backbone (linear decay, short warm-up)."""
     head_lr_multiplier: float = 20.0
-    """The freshly initialised step head learns this many times faster than the pretrained backbone."""
+    """A randomly initialised head learns this many times faster than the backbone (1x after probe init)."""
     batch_size: int = 8
     """Examples per optimizer step."""
     num_layers: int = 0
@@ -165,14 +165,15 @@ def train(examples: Sequence[StepwiseExample], cfg: TrainConfig) -> Path:
     )
     trainer = _prm_trainer_class()(model=scorer, args=args, train_dataset=_ListDataset(rows),
                           data_collator=collate)
-    trainer.head_lr_multiplier = cfg.head_lr_multiplier
+    # A probe-fitted head is already where it should be: a faster head LR only knocks it off.
+    trainer.head_lr_multiplier = 1.0 if cfg.probe_init else cfg.head_lr_multiplier
     result = trainer.train()
     log.info("training done: %s", result.metrics)
     out = save_artifact(scorer.float().eval(), tok, prm_cfg, cfg.output_dir)
     return out
 
 
-def fit_probe_head(scorer, rows: list[dict], collate, bf16: bool = True, l2: float = 1e-2,
+def fit_probe_head(scorer, rows: list[dict], collate, bf16: bool = True, l2: float = 1e-1,
                    batch_size: int = 16) -> None:
     """Set the head to the L2-regularised logistic regression of the labels on frozen features.
 

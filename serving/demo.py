@@ -43,8 +43,8 @@ class DemoConfig:
     """Backbone for both the rollout completer and the PRM."""
     epochs: float = 4.0
     """Training epochs (after the linear-probe head init)."""
-    learning_rate: float = 1e-4
-    """Peak learning rate of the backbone."""
+    learning_rate: float = 3e-5
+    """Peak learning rate of the backbone (higher drifts the features away from the probe-fitted head)."""
     label_type: str = "hard"
     """Train on 'hard' (any rollout succeeded) or 'soft' (fraction of successful rollouts) labels."""
     layers: int = 21

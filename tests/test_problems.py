@@ -23,18 +23,20 @@ def test_injected_error_is_exact_and_carried_through(seed):
     problem = generate_problem(rng, "p", n_steps=3)
     wrong = inject_error(problem, rng)
     assert wrong is not None
-    gold_steps = generate_dataset  # noqa: F841 - readability
     k = wrong.meta["first_error"]
     values = run_ops(problem.start, problem.ops)
+    equations, answer_step = wrong.steps[:-1], wrong.steps[-1]
+    assert len(equations) == 3 and answer_step.startswith("The answer is")
     # steps before the error are the gold steps; the error step's equation result differs from gold
-    for i, step in enumerate(wrong.steps):
+    for i, step in enumerate(equations):
         result = int(step.split("=")[1].split()[0])
         assert (result == values[i]) == (i < k)
         # each later step starts from the previous (wrong) result: self-consistent
         if i > 0:
             left = int(step.split(": ")[1].split()[0])
             assert left == int(wrong.steps[i - 1].split("=")[1].split()[0])
-    assert not answers_match(extract_answer(wrong.steps[-1]), str(problem.answer)).correct
+    assert extract_answer(answer_step) == equations[-1].split("= ")[1]
+    assert not answers_match(extract_answer(answer_step), str(problem.answer)).correct
     assert ground_truth_labels(wrong) == [i < k for i in range(len(wrong.steps))]
 
 
