@@ -48,14 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_export)
 
 
-def _read_labelled_hard(path: str):
-    from data_tools.schema import read_jsonl
-    from prm.train import training_labels
-
-    examples = list(read_jsonl(path))
-    return examples, [training_labels(ex, "hard") for ex in examples]
-
-
 def _label(args: argparse.Namespace) -> None:
     from data_tools.labelling import mc_label
     from data_tools.schema import read_jsonl, write_jsonl
@@ -85,14 +77,18 @@ def _train(args: argparse.Namespace) -> None:
 def _calibrate(args: argparse.Namespace) -> None:
     import numpy as np
 
+    from data_tools.schema import read_jsonl
     from prm.calibrate import TemperatureScaler, ece, save_calibration
     from prm.scoring import Scorer
+    from prm.train import training_labels
 
-    examples, labels = _read_labelled_hard(args.data)
-    keep = [(ex, lab) for ex, lab in zip(examples, labels, strict=False)]
-    logits = Scorer(args.model, backend="torch", calibrated=False).step_logits([(e.prompt, e.steps) for e, _ in keep])
-    z = np.concatenate([np.asarray(lz)[[v is not None for v in lab]] for lz, (_, lab) in zip(logits, keep, strict=False)])
-    y = np.asarray([v for _, lab in keep for v in lab if v is not None], dtype=float)
+    examples = list(read_jsonl(args.data))
+    labels = [training_labels(ex, "hard") for ex in examples]  # unlabelled steps are None
+    logits = Scorer(args.model, backend="torch", calibrated=False).step_logits([(e.prompt, e.steps) for e in examples])
+    pairs = [(z, y) for zs, ys in zip(logits, labels, strict=True) for z, y in zip(zs, ys, strict=True) if y is not None]
+    if not pairs:
+        raise ValueError(f"{args.data} has no labelled steps to calibrate on")
+    z, y = (np.asarray(v, dtype=float) for v in zip(*pairs, strict=True))
     scaler = TemperatureScaler().fit(z, y)
     save_calibration(args.model, scaler.to_json())
     before, after = ece(1 / (1 + np.exp(-z)), y), ece(scaler.predict_proba(z), y)
