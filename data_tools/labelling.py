@@ -71,31 +71,26 @@ def mc_label(examples: Sequence[StepwiseExample], completer: Completer, rollouts
     if rollouts < 1:
         raise DataError(f"--rollouts must be at least 1, got {rollouts}")
     report = LabelReport(solutions=len(examples))
-    # Unique (problem, prefix) pairs: shared prefixes are rolled out once.
-    keys: dict[tuple[str, tuple[str, ...]], tuple[str, int]] = {}
+    # Unique (problem, prefix) pairs -> (problem id, gold answer): shared prefixes are rolled out once.
+    keys: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {}
     for n, ex in enumerate(examples):
         if answer_key not in ex.meta:
             raise DataError(f"example {n} has no meta['{answer_key}'] (the gold answer) to check rollouts against")
         pid = str(ex.meta.get("problem_id", ex.meta.get("id", n)))
         for i in range(len(ex.steps) - 1):
-            keys.setdefault((ex.prompt, tuple(ex.steps[: i + 1])), (pid, i))
-    key_list = list(keys)
+            keys.setdefault((ex.prompt, tuple(ex.steps[: i + 1])), (pid, str(ex.meta[answer_key])))
     requests = [
         RolloutRequest(render_prefix(prompt, steps),
-                       tuple(rollout_seed(f"{keys[(prompt, steps)][0]}|{hash_steps(steps)}", len(steps) - 1, s, base_seed)
+                       tuple(rollout_seed(f"{pid}|{hash_steps(steps)}", len(steps) - 1, s, base_seed)
                              for s in range(rollouts)))
-        for prompt, steps in key_list
+        for (prompt, steps), (pid, _) in keys.items()
     ]
     outputs = completer.complete(requests) if requests else []
-    gold_by_key = {}
-    for ex in examples:
-        for i in range(len(ex.steps) - 1):
-            gold_by_key[(ex.prompt, tuple(ex.steps[: i + 1]))] = str(ex.meta[answer_key])
     soft_by_key: dict[tuple[str, tuple[str, ...]], float] = {}
-    for key, texts in zip(key_list, outputs, strict=False):
+    for (key, (_, gold)), texts in zip(keys.items(), outputs, strict=True):
         ok = 0
         for text in texts:
-            verdict = answers_match(extract_answer(text), gold_by_key[key])
+            verdict = answers_match(extract_answer(text), gold)
             report.rollouts += 1
             if verdict.reason.startswith("unparseable"):
                 report.unparseable += 1

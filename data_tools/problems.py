@@ -66,8 +66,7 @@ def render_steps(start: int, ops: list[Op] | tuple[Op, ...], results: list[int],
     restating the problem faithfully while its equation goes wrong.
     """
     steps, left = [], start
-    for i, (op, res) in enumerate(zip(ops, results, strict=False)):
-        clause = (clauses or [o.clause for o in ops])[i]
+    for op, res, clause in zip(ops, results, clauses or [o.clause for o in ops], strict=True):
         steps.append(f"{clause}: {left} {op.sign} {op.amount} = {res}" if clause else f"{left} {op.sign} {op.amount} = {res}")
         left = res
     steps.append(f"The answer is {results[-1]}.")
