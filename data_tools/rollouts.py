@@ -64,6 +64,7 @@ class HFCompleter:
     top_k: int = 50
     stop: tuple[str, ...] = ("\n\n", "Question:")
     prefixes_per_batch: int = 16
+    shared_prefix_attention: bool = False  # model loaded with data_tools.shared_prefix's attention
     tokens_generated: int = 0  # running count, for throughput reports
 
     def complete(self, requests: Sequence[RolloutRequest]) -> list[list[str]]:
@@ -75,83 +76,82 @@ class HFCompleter:
     def _complete_batch(self, requests: list[RolloutRequest]) -> list[list[str]]:
         import torch
 
-        tok, model = self.tokenizer, self.model
+        tok = self.tokenizer
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
+        ids = [tok(r.prefix, add_special_tokens=False)["input_ids"] for r in requests]
+        common = min(_common_prefix_len(ids), min(len(x) for x in ids) - 1)  # each row keeps >= 1 own token
         with torch.inference_mode():
-            out, mask, pos = self._prefill([r.prefix for r in requests])
-            repeats = torch.tensor([len(r.seeds) for r in requests])
-            cache = out.past_key_values
-            rows = torch.repeat_interleave(torch.arange(len(requests)), repeats)  # [B]
-            cache.batch_select_indices(rows)
-            logits = out.logits[rows, -1].float()  # [B, V]
-            mask, pos = mask[rows], pos[rows, -1:]
-            gens = [torch.Generator().manual_seed(s) for r in requests for s in r.seeds]
-            owner = rows.tolist()
-            texts = [""] * len(gens)
-            token_lists: list[list[int]] = [[] for _ in gens]
-            active = list(range(len(gens)))  # sample index of each live batch row
-            eos = tok.eos_token_id
-            for _ in range(self.max_new_tokens):
-                next_ids = self._sample(logits, [gens[a] for a in active])  # [b]
-                keep = []
-                for row, a in enumerate(active):
-                    t = int(next_ids[row])
-                    self.tokens_generated += 1
-                    if t == eos:
-                        continue
-                    token_lists[a].append(t)
-                    texts[a], stopped = truncate_at_stop(tok.decode(token_lists[a]), self.stop)
-                    if not stopped:
-                        keep.append(row)
-                if not keep:
-                    break
-                if len(keep) < len(active):
-                    idx = torch.tensor(keep)
-                    cache.batch_select_indices(idx)
-                    mask, pos, next_ids = mask[idx], pos[idx], next_ids[idx]
-                    active = [active[r] for r in keep]
-                mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype)], dim=1)
-                pos = pos + 1
-                out = model(input_ids=next_ids[:, None], attention_mask=mask, position_ids=pos,
-                            past_key_values=cache, use_cache=True)
-                logits = out.logits[:, -1].float()
+            if common < 8:
+                return self._decode(requests, ids, 0, None)
+            shared = self.model(input_ids=torch.tensor([ids[0][:common]]), use_cache=True, logits_to_keep=1)
+            cache = shared.past_key_values
+            if self.shared_prefix_attention:
+                from data_tools.shared_prefix import shared_prefix
+
+                with shared_prefix(self.model, [(layer.keys, layer.values) for layer in cache.layers]):
+                    return self._decode(requests, [x[common:] for x in ids], common, None)
+            cache.batch_repeat_interleave(len(ids))
+            return self._decode(requests, [x[common:] for x in ids], common, cache)
+
+    def _decode(self, requests: list[RolloutRequest], ids: list[list[int]], offset: int, cache):
+        """Prefill each row's own tokens (after ``offset`` shared ones), then sample step by step.
+
+        ``cache`` holds the shared tokens repeated per prefix, or is None when there are none or
+        shared-prefix attention supplies them. Rows are left-padded; the mask covers the rows' own
+        tokens (plus the cached shared ones), positions count from ``offset`` without the padding.
+        """
+        import torch
+
+        from data_tools.kv_cache import preallocate
+
+        tok, model = self.tokenizer, self.model
+        enc = tok.pad({"input_ids": ids}, return_tensors="pt", padding_side="left")
+        mask = enc["attention_mask"]  # [P, S]
+        pos = offset + (mask.cumsum(-1) - 1).clamp(min=0)
+        if cache is not None:
+            mask = torch.cat([torch.ones(len(ids), offset, dtype=mask.dtype), mask], dim=1)
+        out = model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=pos,
+                    cache=cache, use_cache=True, logits_to_keep=1)
+        cache = preallocate(out.past_key_values, headroom=self.max_new_tokens)
+        rows = torch.repeat_interleave(torch.arange(len(requests)), torch.tensor([len(r.seeds) for r in requests]))
+        cache.batch_select_indices(rows)  # one row per sample
+        logits = out.logits[rows, -1].float()  # [B, V]
+        mask, pos = mask[rows], pos[rows, -1:]
+        gens = [torch.Generator().manual_seed(s) for r in requests for s in r.seeds]
+        owner = rows.tolist()
+        texts = [""] * len(gens)
+        token_lists: list[list[int]] = [[] for _ in gens]
+        active = list(range(len(gens)))  # sample index of each live batch row
+        eos = tok.eos_token_id
+        for _ in range(self.max_new_tokens):
+            next_ids = self._sample(logits, [gens[a] for a in active])  # [b]
+            keep = []
+            for row, a in enumerate(active):
+                t = int(next_ids[row])
+                self.tokens_generated += 1
+                if t == eos:
+                    continue
+                token_lists[a].append(t)
+                texts[a], stopped = truncate_at_stop(tok.decode(token_lists[a]), self.stop)
+                if not stopped:
+                    keep.append(row)
+            if not keep:
+                break
+            if len(keep) < len(active):
+                idx = torch.tensor(keep)
+                cache.batch_select_indices(idx)
+                mask, pos, next_ids = mask[idx], pos[idx], next_ids[idx]
+                active = [active[r] for r in keep]
+            mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype)], dim=1)
+            pos = pos + 1
+            out = model(input_ids=next_ids[:, None], attention_mask=mask, position_ids=pos,
+                        cache=cache, use_cache=True)
+            logits = out.logits[:, -1].float()
         grouped: list[list[str]] = [[] for _ in requests]
         for a, text in enumerate(texts):
             grouped[owner[a]].append(text)
         return grouped
-
-    def _prefill(self, prefixes: list[str]):
-        """One forward over the prefixes; the token prefix they all share is computed only once.
-
-        Rollout prefixes share their few-shot examples, which are most of their tokens. The shared
-        part runs once with batch 1 and its KV cache is repeated; each row's own suffix follows,
-        left-padded *after* the shared part (masked out, positions counted without the padding).
-        Returns (model output with cache, attention mask [P, T], position ids [P, T]).
-        """
-        import torch
-
-        tok, model = self.tokenizer, self.model
-        ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prefixes]
-        common = _common_prefix_len(ids)
-        common = min(common, min(len(x) for x in ids) - 1)  # every row keeps >= 1 own token
-        if common < 8:
-            enc = tok.pad({"input_ids": ids}, return_tensors="pt", padding_side="left")
-            mask = enc["attention_mask"]
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)
-            out = model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=pos,
-                        use_cache=True, logits_to_keep=1)
-            return out, mask, pos
-        shared = model(input_ids=torch.tensor([ids[0][:common]]), use_cache=True, logits_to_keep=1)
-        cache = shared.past_key_values
-        cache.batch_repeat_interleave(len(ids))
-        enc = tok.pad({"input_ids": [x[common:] for x in ids]}, return_tensors="pt", padding_side="left")
-        suffix_mask = enc["attention_mask"]  # [P, S]
-        mask = torch.cat([torch.ones(len(ids), common, dtype=suffix_mask.dtype), suffix_mask], dim=1)
-        pos = common + (suffix_mask.cumsum(-1) - 1).clamp(min=0)
-        out = model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=pos,
-                    past_key_values=cache, use_cache=True, logits_to_keep=1)
-        return out, mask, pos
 
     def _sample(self, logits, gens):
         """One token per row, each row drawn with its own generator; top-k first when set.

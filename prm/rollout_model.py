@@ -8,10 +8,15 @@ def load_completer(backbone: str, max_new_tokens: int = 40, temperature: float =
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from data_tools.rollouts import HFCompleter
+    from data_tools.shared_prefix import register
     from prm.backbone import resolve_backbone
 
     path = resolve_backbone(backbone)
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     dtype = torch.bfloat16 if bf16 else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=False).eval()
-    return HFCompleter(model, tok, max_new_tokens=max_new_tokens, temperature=temperature)
+    # Shared-prefix attention: the few-shot prefix common to all rollouts is attended once, not copied
+    # into every sampled row (data_tools/shared_prefix.py has the measurements).
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=False,
+                                                 attn_implementation=register()).eval()
+    return HFCompleter(model, tok, max_new_tokens=max_new_tokens, temperature=temperature,
+                       shared_prefix_attention=True)
