@@ -27,8 +27,11 @@ log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
-    """Where converted backbones live: ``$PRM_CACHE_DIR`` or ``~/.cache/prm-toolkit``."""
-    return Path(os.environ.get("PRM_CACHE_DIR", Path.home() / ".cache" / "prm-toolkit"))
+    """Where converted backbones live: ``$PRM_CACHE_DIR`` or ``~/.cache/prm-toolkit``.
+
+    An empty ``PRM_CACHE_DIR`` counts as unset (it would otherwise mean the current folder).
+    """
+    return Path(os.environ.get("PRM_CACHE_DIR") or Path.home() / ".cache" / "prm-toolkit")
 
 
 def gguf_path() -> Path:
