@@ -1,7 +1,7 @@
 """Final answers: extracting them from model output and deciding whether two of them match.
 
-``extract_answer`` finds the final answer in a text (``\\boxed{}``, "The answer is", ``####``, the
-last number; the order is configurable). ``answers_match`` compares a predicted answer with the
+``extract_answer`` finds the final answer in a text (``####``, ``\\boxed{}``, "The answer is", the
+last number, in that order by default; the order is configurable). ``answers_match`` compares a predicted answer with the
 gold one and returns a ``Verdict`` with ``.correct`` and ``.reason``. Plain numbers (integers,
 decimals, ``a/b``, ``\\frac{a}{b}``, with ``$``, thousands commas or trailing zeros) are compared
 exactly as fractions, without touching sympy, because the labeller calls this once per rollout.
@@ -24,12 +24,15 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
-EXTRACTORS = ("boxed", "answer_is", "hashes", "last_number")
+# Most explicit first: "#### N" only ever marks a final answer, "answer is" also opens sentences
+# such as "the final answer is 15 gallons * 8 pints = 120 pints".
+EXTRACTORS = ("hashes", "boxed", "answer_is", "last_number")
 DEFAULT_TIMEOUT_S = 5.0
 
 _NUM = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+"
 _NUMBER = re.compile(rf"(?:{_NUM})(?:/\d+)?")
-_ANSWER_IS = re.compile(r"answer\s+is\s*[:：]?[ \t]*", re.IGNORECASE)
+_ANSWER_IS = re.compile(r"answer\s+is\s*(?:(?:therefore|thus|then|simply|just|exactly|equal\s+to)\s+)?[:：]?[ \t]*",
+                        re.IGNORECASE)
 _LEADING_NUMBER = re.compile(rf"(?:\\?\$)?[ \t]*({_NUM})(?![\d/^_])")
 _HASHES = re.compile(r"####[ \t]*")
 _INLINE_MATH = re.compile(r"\$([^$]+)\$|\\\((.+?)\\\)")
@@ -101,8 +104,8 @@ _EXTRACT = {
 def extract_answer(text: str, order: Sequence[str] = EXTRACTORS) -> str | None:
     """The final answer in ``text``, by the first extractor in ``order`` that finds one; None if none.
 
-    Extractors: ``boxed`` (the last ``\\boxed{...}``), ``answer_is`` (after the last "answer is"),
-    ``hashes`` (after the last ``####``), ``last_number``. An unknown name raises ValueError (that
+    Extractors: ``hashes`` (after the last ``####``), ``boxed`` (the last ``\\boxed{...}``), ``answer_is``
+    (after the last "answer is"), ``last_number``. An unknown name raises ValueError (that
     is a configuration mistake, not model output).
     """
     unknown = [name for name in order if name not in _EXTRACT]

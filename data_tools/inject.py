@@ -47,6 +47,7 @@ _GAP = re.compile(r"[\s$()]*[-+*/x×÷−][\s$()]*")
 _EQUATION = re.compile(rf"(?<![\w.])\(?\$?{_N}(?:[\s$()]*[-+*/×÷−][\s$()]*\$?{_N}|\s+x\s+\(?\$?{_N})+[\s)]*=\s*\$?{_N}")
 _ENDS_WITH_EQUALS = re.compile(r"=\s*\$?\s*$")
 _LIMIT = Fraction(10) ** 12
+DRAWS_PER_CHOICE = 3
 
 
 # --- exact arithmetic over the expressions found in steps ---------------------------------------
@@ -368,18 +369,21 @@ def inject_variants(example: StepwiseExample, rng: random.Random, n: int = 1,
     for si, ci, kind in candidates:
         if len(out) == n:
             break
-        inj = _propose(si, ci, steps[si].calcs[ci], steps[si].tokens, kind, rng)
-        wrong = _carry(steps, inj) if inj else None
-        if wrong is None or tuple(wrong) in seen or wrong[si] == example.steps[si]:
-            continue
-        final = extract_answer(wrong[-1])
-        if final is None or answers_match(final, str(gold)).correct:
-            continue
-        seen.add(tuple(wrong))
-        meta = dict(example.meta, answer=str(gold), first_error=si, error_kind=kind, wrong_answer=final)
-        variant = StepwiseExample(example.prompt, wrong, None, meta)
-        variant.labels = list(ground_truth_labels(variant))
-        out.append(variant)
+        # A draw can fail (a negative count later on, an unchanged final answer): try a few per choice.
+        for _ in range(DRAWS_PER_CHOICE):
+            inj = _propose(si, ci, steps[si].calcs[ci], steps[si].tokens, kind, rng)
+            wrong = _carry(steps, inj) if inj else None
+            if wrong is None or tuple(wrong) in seen or wrong[si] == example.steps[si]:
+                continue
+            final = extract_answer(wrong[-1])
+            if final is None or answers_match(final, str(gold)).correct:
+                continue
+            seen.add(tuple(wrong))
+            meta = dict(example.meta, answer=str(gold), first_error=si, error_kind=kind, wrong_answer=final)
+            variant = StepwiseExample(example.prompt, wrong, None, meta)
+            variant.labels = list(ground_truth_labels(variant))
+            out.append(variant)
+            break
     return out
 
 

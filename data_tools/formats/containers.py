@@ -216,15 +216,12 @@ def _write_parquet(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     import pyarrow.parquet as pq
 
     writer, schema, n = None, None, 0
-    batches = _batches(rows)
     try:
-        for batch in batches:
-            table = pa.Table.from_pylist(batch)
-            if schema is None:
+        for batch in _batches(rows):
+            table = _table(batch, schema, f"{path}: rows {n + 1}-{n + len(batch)}")
+            if writer is None:
                 schema = table.schema
                 writer = pq.ParquetWriter(path, schema)
-            elif not table.schema.equals(schema):
-                table = _fit(table, schema, batch, path, n)
             writer.write_table(table)
             n += len(batch)
     finally:
@@ -234,28 +231,42 @@ def _write_parquet(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     return n
 
 
-def _fit(table: Any, schema: Any, batch: list[dict[str, Any]], path: Path, done: int) -> Any:
-    """Cast a later batch to the file's schema, or say which column does not fit."""
+def _table(batch: list[dict[str, Any]], schema: Any, where: str) -> Any:
+    """One batch as an Arrow table with the file's schema; a column that does not fit is an error.
+
+    Built column by column: pyarrow's ``from_pylist`` takes the columns from the first row only and
+    would silently drop a key that later rows add.
+    """
     import pyarrow as pa
 
-    try:
-        if pa.unify_schemas([schema, table.schema]).equals(schema):
-            return pa.Table.from_pylist(batch, schema=schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        pass
-    for name in table.schema.names:
-        if name not in schema.names:
-            problem = f"column '{name}' first appears here"
-            break
-        if not table.schema.field(name).type.equals(schema.field(name).type):
-            problem = (f"column '{name}' is {table.schema.field(name).type} here but "
-                       f"{schema.field(name).type} in the rows before")
-            break
-    else:
-        problem = "the columns differ from the rows before"
-    raise DataError(f"{path}: rows {done + 1}-{done + len(batch)} do not fit the columns of the rows before "
-                    f"({problem}); a Parquet file has one schema: write .jsonl instead, or make the field "
-                    "consistent")
+    names = list(dict.fromkeys(k for row in batch for k in row))
+    if schema is not None:
+        new = [k for k in names if k not in schema.names]
+        if new:
+            raise DataError(f"{where}: column '{new[0]}' first appears here, and a Parquet file has one set of "
+                            "columns fixed by its first rows; write .jsonl instead, or give every row the field")
+        names = schema.names
+    arrays = []
+    for name in names:
+        values = [row.get(name) for row in batch]
+        try:
+            array = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise DataError(f"{where}: column '{name}' mixes types ({exc}); write .jsonl instead, or make the "
+                            "field consistent") from None
+        if schema is not None and not array.type.equals(schema.field(name).type):
+            expected = schema.field(name).type
+            try:
+                merged = pa.unify_schemas([pa.schema([(name, expected)]), pa.schema([(name, array.type)])])
+                fits = merged.field(name).type.equals(expected)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                fits = False
+            if not fits:
+                raise DataError(f"{where}: column '{name}' is {array.type} here but {expected} in the rows before; "
+                                "write .jsonl instead, or make the field consistent")
+            array = pa.array(values, type=expected)
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, names=names)
 
 
 def _write_dataset(path: Path, rows: Iterable[dict[str, Any]]) -> int:
