@@ -147,7 +147,9 @@ class Step:
     calcs: list[Calc]
 
 
-def _skeleton(text: str, start: int, end: int, at: dict[int, int], tokens: list[Token]):
+def _skeleton(text: str, start: int, end: int, at: dict[int, int], tokens: list[Token]
+              ) -> tuple[list[tuple[str, object]], list[int], list[tuple[int, str]]] | None:
+    """The expression in ``text[start:end]`` as numbers, operators and parentheses; None if anything else."""
     skel: list[tuple[str, object]] = []
     operands: list[int] = []
     ops: list[tuple[int, str]] = []
@@ -254,6 +256,7 @@ def _pair_visible(calc: Calc, text: str, bound: int, ann_start: int, tokens: lis
 
 
 def parse_solution(steps: Sequence[str]) -> list[Step]:
+    """Every step parsed; a step without calculations simply has none to corrupt."""
     return [parse_step(s) for s in steps]
 
 
@@ -424,9 +427,7 @@ class InjectReport:
     with_variant: int = 0
     variants: int = 0
     not_correct: int = 0
-    rows_read: int = 0
-    skipped: int = 0
-    reasons: list[str] = field(default_factory=list)
+    log: RowLog = field(default_factory=RowLog)
     by_kind: Counter = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -441,9 +442,7 @@ class InjectReport:
                 f"({', '.join(f'{k} {v}' for k, v in sorted(self.by_kind.items()))}) in {self.seconds:.1f} s")
         if self.not_correct:
             text += f"; {self.not_correct} solutions not known to be correct were left out"
-        if self.skipped:
-            text += f"; skipped {self.skipped} invalid rows, first: " + " | ".join(self.reasons)
-        return text
+        return text + self.log.note()
 
 
 def _strip(example: StepwiseExample) -> StepwiseExample:
@@ -456,15 +455,14 @@ def inject_errors(input_path: str | Path, output_path: str | Path, input_format:
     """Write wrong variants (stepwise JSONL, hard labels) of every correct solution in the input."""
     config = config or InjectConfig()
     problems = config.problems(input_format)
-    if Path(input_path).resolve() == Path(output_path).resolve():
-        problems.append("INPUT and OUTPUT are the same path; writing would destroy the input")
+    problems += formats.path_problems(input_path, output_path)
     if problems:
         raise ValueError("; ".join(problems))
     start = time.perf_counter()
-    log, report = RowLog(skip_invalid=config.skip_invalid), InjectReport()
+    report = InjectReport(log=RowLog(skip_invalid=config.skip_invalid))
 
     def examples() -> Iterator[StepwiseExample]:
-        for n, example in enumerate(formats.read(INPUT_FORMATS[input_format], input_path, log)):
+        for n, example in enumerate(formats.read(INPUT_FORMATS[input_format], input_path, report.log)):
             labels = example.labels or []
             if example.meta.get("first_error", -1) >= 0 or any(lab is not None and not lab for lab in labels):
                 report.not_correct += 1
@@ -483,9 +481,6 @@ def inject_errors(input_path: str | Path, output_path: str | Path, input_format:
             for out in ([gold] if config.with_gold else []) + variants:
                 yield _strip(out) if config.strip_calculations else out
 
-    try:
-        formats.write("stepwise", output_path, examples(), log)
-    finally:
-        report.rows_read, report.skipped, report.reasons = log.rows, log.skipped, log.reasons
-        report.seconds = time.perf_counter() - start
+    formats.write("stepwise", output_path, examples(), report.log)
+    report.seconds = time.perf_counter() - start
     return report

@@ -203,7 +203,9 @@ def test_config_refuses_options_that_would_be_ignored(tmp_path):
     assert any("--unlabelled must be one of" in p for p in ConvertConfig(unlabelled="drop").problems("trl", "trl"))
     with pytest.raises(ValueError, match="same path"):
         convert("trl", "trl", FIXTURES / "trl.jsonl", FIXTURES / "trl.jsonl")
-    assert not (tmp_path / "never").exists()
+    with pytest.raises(ValueError, match="no such file"):
+        convert("trl", "trl", tmp_path / "missing.jsonl", tmp_path / "never.jsonl")
+    assert not (tmp_path / "never.jsonl").exists()
 
 
 BAD_ROWS = [
@@ -247,8 +249,8 @@ def test_skip_invalid_counts_and_keeps_going(tmp_path):
         convert("processbench", "trl", path, tmp_path / "out.jsonl")
     assert len(rows_of(tmp_path / "out.jsonl")) == 1  # written before the error stays written
     report = convert("processbench", "trl", path, tmp_path / "out.jsonl", ConvertConfig(skip_invalid=True))
-    assert (report.rows_read, report.skipped, report.rows_written) == (5, 2, 4)
-    assert "line 2: field 'label'" in report.reasons[0] and "line 5: not valid JSON" in report.reasons[1]
+    assert (report.log.rows, report.log.skipped, report.rows_written) == (5, 2, 4)
+    assert "line 2: field 'label'" in report.log.reasons[0] and "line 5: not valid JSON" in report.log.reasons[1]
     assert "skipped 2 invalid rows" in report.summary()
 
 
@@ -257,7 +259,7 @@ def test_rows_the_target_cannot_hold_are_skippable_too(tmp_path):
     with pytest.raises(DataError, match=rf"{path}, line 1: cannot write as trl: label 0 is 0.75"):
         convert("stepwise", "trl", path, tmp_path / "t.jsonl")
     report = convert("stepwise", "trl", path, tmp_path / "t.jsonl", ConvertConfig(skip_invalid=True))
-    assert report.skipped == 2 and report.rows_written == 1  # soft labels, and a row with no labels at all
+    assert report.log.skipped == 2 and report.rows_written == 1  # soft labels, and a row with no labels at all
 
 
 def test_readers_are_lazy(tmp_path):
@@ -303,3 +305,10 @@ def test_row_log_keeps_the_first_reasons():
     for i in range(5):
         log.bad_row(f"r{i}")
     assert (log.skipped, log.reasons) == (5, ["r0", "r1"])
+
+
+def test_data_layer_imports_nothing_heavy():
+    from test_imports import loaded_after
+
+    loaded = loaded_after("import data_tools.formats, data_tools.inject, data_tools.splitting, data_tools.cli")
+    assert loaded & {"prm", "serving", "torch", "transformers", "pyarrow", "datasets", "math_verify", "sympy"} == set()

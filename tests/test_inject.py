@@ -146,7 +146,7 @@ def test_bad_rows_and_bad_options(tmp_path):
     with pytest.raises(ValueError, match="line 2: field 'answer': missing"):
         inject_errors(bad, tmp_path / "out.jsonl")
     report = inject_errors(bad, tmp_path / "out.jsonl", config=InjectConfig(skip_invalid=True))
-    assert report.skipped == 1 and report.problems == 1
+    assert report.log.skipped == 1 and report.problems == 1
     with pytest.raises(ValueError) as err:
         inject_errors(bad, tmp_path / "out.jsonl", "csv", InjectConfig(variants=0, kinds=("typo",)))
     assert "--format" in str(err.value) and "--variants" in str(err.value) and "--kinds" in str(err.value)

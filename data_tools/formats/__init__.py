@@ -108,6 +108,15 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def path_problems(input_path: str | Path, output_path: str | Path) -> list[str]:
+    """What is wrong with an INPUT/OUTPUT pair, checked before the output is opened."""
+    if not Path(input_path).exists():
+        return [f"INPUT {input_path}: no such file or folder"]
+    if Path(input_path).resolve() == Path(output_path).resolve():
+        return ["INPUT and OUTPUT are the same path; writing would destroy the input"]
+    return []
+
+
 def _format(name: str) -> Format:
     if name not in FORMATS:
         raise ValueError(f"unknown format {name!r}; choose from {', '.join(FORMATS)}")
@@ -158,44 +167,34 @@ def write(fmt: str, path: str | Path, examples: Iterable[StepwiseExample], log: 
 
 @dataclass
 class ConvertReport:
-    rows_read: int = 0
+    log: RowLog = field(default_factory=RowLog)
     examples_read: int = 0
     steps_read: int = 0
     rows_written: int = 0
-    skipped: int = 0
-    reasons: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> str:
-        text = (f"read {self.rows_read} rows ({self.examples_read} examples, {self.steps_read} steps), "
-                f"wrote {self.rows_written} rows in {self.seconds:.1f} s")
-        if self.skipped:
-            text += f"; skipped {self.skipped} invalid rows, first: " + " | ".join(self.reasons)
-        return text
+        return (f"read {self.log.rows} rows ({self.examples_read} examples, {self.steps_read} steps), "
+                f"wrote {self.rows_written} rows in {self.seconds:.1f} s{self.log.note()}")
 
 
 def convert(source: str, target: str, input_path: str | Path, output_path: str | Path,
             config: ConvertConfig | None = None) -> ConvertReport:
     """Convert a ``source``-format file into a ``target``-format file, streaming."""
     config = config or ConvertConfig()
-    problems = config.problems(source, target)
-    if Path(input_path).resolve() == Path(output_path).resolve():
-        problems.append("INPUT and OUTPUT are the same path; writing would destroy the input")
+    problems = config.problems(source, target) + path_problems(input_path, output_path)
     if problems:
         raise ValueError("; ".join(problems))
     start = time.perf_counter()
-    log, report = RowLog(skip_invalid=config.skip_invalid), ConvertReport()
+    report = ConvertReport(log=RowLog(skip_invalid=config.skip_invalid))
 
     def counted() -> Iterator[StepwiseExample]:
-        for example in read(source, input_path, log, **config.options(FORMATS[source].read_options)):
+        for example in read(source, input_path, report.log, **config.options(FORMATS[source].read_options)):
             report.examples_read += 1
             report.steps_read += len(example.steps)
             yield example
 
-    try:
-        report.rows_written = write(target, output_path, counted(), log,
-                                    **config.options(FORMATS[target].write_options))
-    finally:
-        report.rows_read, report.skipped, report.reasons = log.rows, log.skipped, log.reasons
-        report.seconds = time.perf_counter() - start
+    report.rows_written = write(target, output_path, counted(), report.log,
+                                **config.options(FORMATS[target].write_options))
+    report.seconds = time.perf_counter() - start
     return report

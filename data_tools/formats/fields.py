@@ -35,6 +35,12 @@ class RowLog:
         if len(self.reasons) < self.keep_reasons:
             self.reasons.append(message)
 
+    def note(self) -> str:
+        """"; skipped N invalid rows, first: ..." for a run's summary line, or "" when none was skipped."""
+        if not self.skipped:
+            return ""
+        return f"; skipped {self.skipped} invalid rows, first: " + " | ".join(self.reasons)
+
 
 def _show(value: Any) -> str:
     text = repr(value)
