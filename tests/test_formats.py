@@ -154,6 +154,11 @@ def test_math_shepherd_reading_and_writing_headers(tmp_path):
     write("math-shepherd", tmp_path / "ms.jsonl", [StepwiseExample("Q?", ["x = 1", "Step 2: y = 2"], [True, False])])
     assert rows_of(tmp_path / "ms.jsonl") == [{"input": "Q? Step 1: x = 1 ки\nStep 2: y = 2 ки",
                                                "label": "Q? Step 1: x = 1 +\nStep 2: y = 2 -"}]
+    unlabelled = StepwiseExample("Q?", ["Step 1: x = 1"], None, {"task": "MATH"})
+    write("math-shepherd", tmp_path / "ms.jsonl", [unlabelled])
+    assert rows_of(tmp_path / "ms.jsonl") == [{"input": "Q? Step 1: x = 1 ки", "task": "MATH"}]
+    assert list(read("math-shepherd", tmp_path / "ms.jsonl")) == [StepwiseExample("Q?", ["Step 1: x = 1"], [None],
+                                                                                  {"task": "MATH"})]
 
 
 def test_gsm8k_reading():
