@@ -27,6 +27,9 @@ class StepwiseExample:
     steps: list[str]
     labels: list[Label] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # Where the example was read from ("data.jsonl, line 17"), so that a writer that cannot
+    # represent it can say which input row it was. Not data: never written, never compared.
+    origin: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
