@@ -9,6 +9,7 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="write seeded arithmetic word problems (gold + injected-error solutions)")
     p.add_argument("output", help="stepwise JSONL to write")
     p.add_argument("--problems", type=int, default=100, help="number of problems (default 100)")
-    p.add_argument("--max-steps", type=int, default=2, help="steps per solution, at most (default 2)")
+    p.add_argument("--min-steps", type=int, default=2, help="steps per solution, at least (default 2)")
+    p.add_argument("--max-steps", type=int, help="steps per solution, at most (default: --min-steps)")
     p.add_argument("--max-number", type=int, default=6, help="largest number in a problem (default 6)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_generate)
@@ -65,35 +67,48 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def _comma_list(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
+    r"""Comma-separated values; ``\n``, ``\t`` and ``\\`` in them stand for a newline, a tab, a backslash."""
+    escapes = {"n": "\n", "t": "\t", "\\": "\\"}
+    return tuple(re.sub(r"\\([nt\\])", lambda m: escapes[m.group(1)], part.strip())
+                 for part in text.split(",") if part.strip())
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type,
-                     choices: Mapping[str, Sequence[str]] | None = None) -> None:
-    """One ``--flag`` per field of the config dataclass ``cls``, documented by the field's docstring."""
+def add_config_flags(parser: Any, cls: type, choices: Mapping[str, Sequence[str]] | None = None,
+                     prefix: str = "") -> None:
+    """One ``--flag`` per field of the config dataclass ``cls``, documented by the field's docstring.
+
+    ``prefix`` goes before each flag and its destination (``prefix="sim-"``: ``--sim-p-correct``,
+    ``args.sim_p_correct``); ``parser`` may be an argument group.
+    """
     docs, choices = field_docs(cls), choices or {}
     for f in dataclasses.fields(cls):
-        flag, default, doc = "--" + f.name.replace("_", "-"), f.default, docs.get(f.name, "")
+        flag, default, doc = "--" + (prefix + f.name).replace("_", "-"), f.default, docs.get(f.name, "")
         if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true", help=doc)
+            if default:  # on unless turned off: --no-FLAG
+                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=True, help=doc)
+            else:
+                parser.add_argument(flag, action="store_true", help=doc)
         elif isinstance(default, tuple):
+            shown = ",".join(default).encode("unicode_escape").decode() or "none"
             parser.add_argument(flag, type=_comma_list, default=default,
-                                help=f"{doc} (comma-separated, default {','.join(default)})")
+                                help=f"{doc} (comma-separated, default {shown})")
         else:
             kind: Any = type(default) if default is not None else (float if "float" in str(f.type) else str)
             parser.add_argument(flag, type=kind, default=default, choices=choices.get(f.name),
                                 help=f"{doc} (default {default})")
 
 
-def config_from(args: argparse.Namespace, cls: type) -> Any:
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+def config_from(args: argparse.Namespace, cls: type, prefix: str = "") -> Any:
+    dest = prefix.replace("-", "_")
+    return cls(**{f.name: getattr(args, dest + f.name) for f in dataclasses.fields(cls)})
 
 
 def _generate(args: argparse.Namespace) -> None:
     from data_tools.problems import generate_dataset
     from data_tools.schema import write_jsonl
 
-    n = write_jsonl(args.output, generate_dataset(args.problems, seed=args.seed, max_steps=args.max_steps,
+    n = write_jsonl(args.output, generate_dataset(args.problems, seed=args.seed, min_steps=args.min_steps,
+                                                  max_steps=args.max_steps or args.min_steps,
                                                   max_number=args.max_number))
     print(f"wrote {n} solutions to {args.output} (meta.first_error holds each injected error's step)")
 

@@ -140,7 +140,7 @@ def generate_dataset(n_problems: int, seed: int = 0, min_steps: int = 2, max_ste
                      max_number: int = 6) -> list[StepwiseExample]:
     """For each problem, its gold solution and (when possible) one solution with an injected error."""
     if not 1 <= min_steps <= max_steps:
-        raise ValueError(f"need 1 <= min_steps <= max_steps, got {min_steps} and {max_steps} (--max-steps)")
+        raise ValueError(f"need 1 <= --min-steps <= --max-steps, got {min_steps} and {max_steps}")
     rng = random.Random(seed)
     out: list[StepwiseExample] = []
     for i in range(n_problems):

@@ -1,33 +1,68 @@
-"""Completers: given text prefixes, sample continuations. The in-process transformers backend.
+"""Completers: given text prefixes, sample continuations. The protocol and the in-process transformers backend.
 
-A completer takes ``RolloutRequest``s (a prefix, how many samples, one seed per sample) and returns,
-per request, the sampled continuation strings. Seeds come from the caller (derived from example id,
-step index and sample index), so every rollout can be reproduced alone.
+A completer takes ``RolloutRequest``s (a prefix, one seed per sample) and returns, per request, the
+sampled continuation strings, or None for a request that failed for good (an HTTP backend after its
+retries): the labeller then leaves that request's examples unlabelled, so a rerun retries them.
+Seeds come from the caller (derived from example id, step index and sample index), so every rollout
+can be reproduced alone. Backends: ``HFCompleter`` here, ``openai_completer``, ``vllm_completer``
+and ``simulated`` beside it; ``Sampling`` holds the settings the model-backed ones share.
 
 ``HFCompleter`` runs a causal LM in-process with its own decode loop rather than ``generate``
 because it needs three things ``generate`` does not give together: one RNG per sampled row (so a
 rollout does not depend on what else shared its batch), one prefill per prefix shared by all of that
 prefix's samples (the KV cache is repeated, not recomputed), and rows that leave the batch as soon
-as they hit a stop string. It imports torch lazily; the model and tokenizer are passed in.
+as they hit a stop string. It imports torch lazily; the model and tokenizer are passed in. In bf16
+its logits move slightly with the batch's composition (fp32: they do not), so the same request can
+draw other tokens in another batch; ``label_job`` makes batches reproducible instead.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+STOP = ("\n\n", "Question:")  # the few-shot format's ends: a blank line, the next question
 
 
 @dataclass(frozen=True)
 class RolloutRequest:
     prefix: str
     seeds: tuple[int, ...]  # one per sample; len(seeds) samples are drawn
+    # The prefix's parts, for backends that do not continue raw text (chat) or that simulate a model.
+    prompt: str = ""
+    steps: tuple[str, ...] = ()
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 class Completer(Protocol):
-    def complete(self, requests: Sequence[RolloutRequest]) -> list[list[str]]: ...
+    def complete(self, requests: Sequence[RolloutRequest]) -> list[list[str] | None]: ...
+
+
+@dataclass
+class Sampling:
+    """Sampling settings shared by the model-backed completers (``prm label`` flags of the same names)."""
+
+    max_new_tokens: int = 40
+    """longest rollout continuation, in tokens"""
+    temperature: float = 0.5
+    """sampling temperature of rollouts"""
+    top_k: int = 50
+    """sample from the k most likely tokens only (0: the whole vocabulary)"""
+    stop: tuple[str, ...] = STOP
+    """strings that end a rollout (besides the end of a finished answer line)"""
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.max_new_tokens < 1:
+            out.append(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            out.append(f"--temperature must be >= 0, got {self.temperature}")
+        if self.top_k < 0:
+            out.append(f"--top-k must be >= 0, got {self.top_k}")
+        return out
 
 
 def rollout_seed(example_id: str, step_index: int, sample_index: int, base_seed: int = 0) -> int:
@@ -62,7 +97,7 @@ class HFCompleter:
     max_new_tokens: int = 40
     temperature: float = 0.7
     top_k: int = 50
-    stop: tuple[str, ...] = ("\n\n", "Question:")
+    stop: tuple[str, ...] = STOP
     prefixes_per_batch: int = 16
     shared_prefix_attention: bool = False  # model loaded with data_tools.shared_prefix's attention
     tokens_generated: int = 0  # running count, for throughput reports

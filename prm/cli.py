@@ -1,24 +1,34 @@
 """``prm`` subcommands for model stages: label, train, calibrate, export.
 
+``prm label`` sits here, not in ``data_tools.cli``, because its ``hf`` backend loads a model through
+``prm.rollout_model``; the ``openai``, ``vllm`` and ``simulated`` backends never import torch.
+
 Each parses its flags, builds a config, calls one library function and says where the output went.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from pathlib import Path
+from typing import Any
+
+from data_tools.cli import add_config_flags, config_from
+from data_tools.label_job import LabelJobConfig
+from data_tools.labelling import METHODS, LabelConfig
+from data_tools.openai_completer import OpenAIConfig
+from data_tools.rollouts import Sampling
+from data_tools.simulated import SimulatedConfig
+from data_tools.vllm_completer import VLLMConfig
+
+COMPLETERS = ("hf", "openai", "vllm", "simulated")
+# Each backend's own flags: (its config class, the flag prefix); flags of the others must stay unset.
+BACKEND_FLAGS = {"openai": (OpenAIConfig, "openai-"), "vllm": (VLLMConfig, "vllm-"), "simulated": (SimulatedConfig, "sim-")}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("label", help="Monte-Carlo step labels by rollouts from each step's prefix")
-    p.add_argument("input", help="stepwise JSONL; each row needs meta.answer (the gold final answer)")
-    p.add_argument("output", help="labelled stepwise JSONL (soft labels; meta.hard_labels)")
-    p.add_argument("--backbone", default="smollm2-135m", help="completer model (default: embedded SmolLM2-135M)")
-    p.add_argument("--rollouts", type=int, default=8, help="rollouts per step prefix (default 8)")
-    p.add_argument("--max-new-tokens", type=int, default=40)
-    p.add_argument("--temperature", type=float, default=0.5)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_label)
+    _register_label(sub)
 
     p = sub.add_parser("train", help="train a PRM on labelled stepwise JSONL")
     p.add_argument("data", help="labelled stepwise JSONL")
@@ -46,19 +56,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="artifact folder")
     p.add_argument("--check", metavar="DATA", help="stepwise JSONL to check torch/ONNX parity on")
     p.set_defaults(func=_export)
-
-
-def _label(args: argparse.Namespace) -> None:
-    from data_tools.labelling import mc_label
-    from data_tools.schema import read_jsonl, write_jsonl
-    from prm.rollout_model import load_completer
-
-    examples = list(read_jsonl(args.input))
-    completer = load_completer(args.backbone, args.max_new_tokens, args.temperature)
-    labelled, report = mc_label(examples, completer, rollouts=args.rollouts, base_seed=args.seed)
-    write_jsonl(args.output, labelled)
-    print(json.dumps(report.to_json()))
-    print(f"wrote {len(labelled)} labelled solutions to {args.output}")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -106,3 +103,89 @@ def _export(args: argparse.Namespace) -> None:
         diff = parity(args.model, [(e.prompt, e.steps) for e in read_jsonl(args.check)])
         print(json.dumps({"onnx_max_abs_diff": diff}))
 
+
+
+def _register_label(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "label", help="label steps by rollouts (Monte-Carlo or binary search), as a resumable, shardable job",
+        description="Label every step of INPUT's solutions by rolling out from its prefix and checking final answers "
+        "against meta.answer, and append each labelled solution to OUTPUT (stepwise JSONL) as soon as it is done. "
+        "Rerun the same command after a crash to finish: done solutions are skipped.")
+    p.add_argument("input", help="solutions, in any --format prm convert reads; each needs its gold answer in meta")
+    p.add_argument("output", help="labelled stepwise JSONL, appended to (soft labels for mc; meta.hard_labels)")
+    p.add_argument("--completer", choices=COMPLETERS, default="hf",
+                   help="what draws rollouts: hf (a transformers model in-process), openai (OpenAI-compatible "
+                   "servers), vllm (vLLM in-process, GPU), simulated (no model; for tests and benchmarks)")
+    add_config_flags(p, LabelConfig, choices={"method": METHODS})
+    p.add_argument("--few-shot", metavar="FILE", help="text opening every rollout prefix instead of the built-in "
+                   "worked examples (an empty file: none)")
+    job = p.add_argument_group("job")
+    add_config_flags(job, LabelJobConfig)
+    sampling = p.add_argument_group("sampling (hf, openai, vllm)")
+    add_config_flags(sampling, Sampling)
+    hf = p.add_argument_group("hf")
+    hf.add_argument("--backbone", default="smollm2-135m", help="model name or folder (default: embedded SmolLM2-135M)")
+    hf.add_argument("--fp32", action="store_true", help="run in fp32 instead of bf16 (slower; rollouts then do not "
+                    "depend on batching at all)")
+    for name, (cls, prefix) in BACKEND_FLAGS.items():
+        add_config_flags(p.add_argument_group(name), cls, prefix=prefix)
+    p.set_defaults(func=_label)
+
+
+def _label(args: argparse.Namespace) -> None:
+    from data_tools.label_job import run_label_job
+
+    label, job, sampling = (config_from(args, cls) for cls in (LabelConfig, LabelJobConfig, Sampling))
+    backend = {name: config_from(args, cls, prefix) for name, (cls, prefix) in BACKEND_FLAGS.items()}
+    problems = label.problems() + job.problems()
+    if args.completer != "simulated":
+        problems += sampling.problems()
+    for name, config in backend.items():
+        if name == args.completer:
+            problems += config.problems()
+            continue
+        for f in dataclasses.fields(config):
+            if getattr(config, f.name) != f.default:
+                flag = "--" + (BACKEND_FLAGS[name][1] + f.name).replace("_", "-")
+                problems.append(f"{flag} is for --completer {name}, not {args.completer}")
+    if problems:
+        raise ValueError("invalid prm label flags:\n  " + "\n  ".join(problems))
+    few_shot = Path(args.few_shot).read_text(encoding="utf-8") if args.few_shot else None
+    completer, settings = _completer(args, sampling, backend[args.completer] if args.completer in backend else None)
+    result = run_label_job(args.input, args.output, completer, label, job, settings, few_shot)
+    print(json.dumps(result.to_json()))
+    report = result.report
+    print(f"wrote {result.written} labelled solutions to {args.output} ({result.already_done} done before, "
+          f"{report.rollouts} rollouts in {report.seconds:.1f} s){result.invalid.note()}")
+    if report.failed_solutions:
+        raise SystemExit(f"prm label: {report.failed_solutions} solutions were not labelled: completer requests failed "
+                         f"after retries ({report.failed_requests}); rerun the same command to label them")
+
+
+def _completer(args: argparse.Namespace, sampling: Sampling, backend: Any) -> tuple[Any, dict[str, Any]]:
+    """The completer, and the settings that decide what it draws (compared when a run is resumed)."""
+    drawn = dataclasses.asdict(sampling)
+    if args.completer == "simulated":
+        from data_tools.simulated import SimulatedCompleter
+
+        settings = {k: v for k, v in dataclasses.asdict(backend).items() if k != "latency_s"}
+        return SimulatedCompleter(backend, args.answer_key), {"completer": "simulated", **settings}
+    if args.completer == "openai":
+        from data_tools.openai_completer import OpenAICompleter
+
+        return OpenAICompleter(backend, sampling), {"completer": "openai", "model": backend.model, "chat": backend.chat,
+                                                    "batch_samples": backend.batch_samples, **drawn}
+    if args.completer == "vllm":
+        from data_tools.vllm_completer import VLLMCompleter
+
+        try:
+            completer = VLLMCompleter(backend, sampling)
+        except ImportError as exc:
+            raise ValueError(str(exc)) from None
+        return completer, {"completer": "vllm", "model": backend.model, "dtype": backend.dtype, **drawn}
+    from prm.rollout_model import load_completer
+
+    completer = load_completer(args.backbone, sampling.max_new_tokens, sampling.temperature, bf16=not args.fp32,
+                               top_k=sampling.top_k)
+    completer.stop = sampling.stop
+    return completer, {"completer": "hf", "backbone": args.backbone, "dtype": "fp32" if args.fp32 else "bf16", **drawn}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 
-def load_completer(backbone: str, max_new_tokens: int = 40, temperature: float = 0.5, bf16: bool = True):
+def load_completer(backbone: str, max_new_tokens: int = 40, temperature: float = 0.5, bf16: bool = True,
+                   top_k: int = 50):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -18,5 +19,5 @@ def load_completer(backbone: str, max_new_tokens: int = 40, temperature: float =
     # into every sampled row (data_tools/shared_prefix.py has the measurements).
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=False,
                                                  attn_implementation=register()).eval()
-    return HFCompleter(model, tok, max_new_tokens=max_new_tokens, temperature=temperature,
+    return HFCompleter(model, tok, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                        shared_prefix_attention=True)
