@@ -41,7 +41,7 @@ FATAL_STATUS = frozenset({401, 403, 404})
 MAX_BACKOFF_S = 30.0
 
 
-class ServerSettingsError(RuntimeError):
+class ServerSettingsError(ValueError):
     """The server refused the run's settings (key, URL, model): retrying cannot help."""
 
 

@@ -16,6 +16,8 @@ def loaded_after(statement: str) -> set[str]:
 @pytest.mark.parametrize("statement,forbidden", [
     ("import data_tools.schema, data_tools.problems, data_tools.labelling, data_tools.rollouts, data_tools.answers",
      {"prm", "serving", "torch", "transformers", "bentoml", "onnxruntime", "sklearn"}),
+    ("import data_tools.label_job, data_tools.binary_search, data_tools.openai_completer, data_tools.simulated, "
+     "data_tools.vllm_completer", {"prm", "serving", "torch", "transformers", "vllm", "httpx", "tqdm"}),
     ("import prm.train, prm.scoring, prm.export, prm.calibrate, prm.artifacts, prm.cli",
      {"serving", "bentoml", "onnxruntime", "sklearn"}),
     ("import serving.client", {"prm", "torch", "bentoml", "transformers", "onnxruntime"}),
