@@ -1,0 +1,44 @@
+"""The README's ``prm label`` commands, run as written, on small inputs.
+
+Substitutions, so that they run here in seconds: ``prm generate`` makes 10 problems (one of them in shard 0/4), the ``hf``
+commands use the tiny test model instead of SmolLM2 (and 8 new tokens), and ``--openai-base-urls``
+points at two test servers on 127.0.0.1 serving that model.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+from openai_server import serving
+from test_data_cli import readme_commands
+
+from serving.cli import main
+
+
+@pytest.mark.slow
+def test_readme_label_commands_run(tmp_path, monkeypatch, tiny_backbone, tiny_completer):
+    monkeypatch.chdir(tmp_path)
+    commands = readme_commands("generate", "label")
+    assert sum(argv[0] == "label" for argv in commands) >= 5
+    completers = set()
+    with serving(tiny_completer) as (url_a, log_a), serving(tiny_completer) as (url_b, log_b):
+        for argv in commands:
+            if argv[0] == "generate":
+                argv = [*argv, "--problems", "10"]
+            else:
+                completer = argv[argv.index("--completer") + 1] if "--completer" in argv else "hf"
+                completers.add(completer)
+                if completer == "hf":
+                    argv = [*argv, "--backbone", str(tiny_backbone), "--max-new-tokens", "8"]
+                if completer == "openai":
+                    argv[argv.index("--openai-base-urls") + 1] = f"{url_a},{url_b}"
+                argv = [*argv, "--no-progress"]
+            assert main(argv) == 0, argv
+            if argv[0] == "label":
+                out = Path(argv[2])
+                assert all(len(json.loads(line)["labels"]) == len(json.loads(line)["completions"])
+                           for line in out.read_text().splitlines())
+    assert completers == {"hf", "simulated", "openai"}
+    assert log_a.entries and log_b.entries  # round-robin reached both servers
+    labelled = [json.loads(line) for line in Path("binary.jsonl").read_text().splitlines()]
+    assert len(labelled) == 20 and all(r["meta"]["label_method"] == "binary" for r in labelled)
