@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
 import time
@@ -49,6 +50,8 @@ from data_tools.formats.fields import RowLog
 from data_tools.labelling import BatchLabeller, LabelConfig, LabelReport, RolloutBank, mc_label_batch
 from data_tools.rollouts import Completer
 from data_tools.schema import DataError, StepwiseExample
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -229,8 +232,8 @@ def _resume(out: Path, settings: dict[str, Any]) -> set[str]:
     _cut_torn_tail(out)
     started = next((r["settings"] for r in _json_lines(runs) if r.get("event") == "start"), None)
     if started is None:
-        print(f"prm label: {out} has no run log ({runs.name}); resuming without checking that it was labelled "
-              "with the same settings", file=sys.stderr)
+        log.warning("%s has no run log (%s); resuming without checking that it was labelled with the same settings",
+                    out, runs.name)
     elif started != settings:
         then, now = _flat(started), _flat(settings)
         diff = [f"{k} {_show(then.get(k))} then, {_show(now.get(k))} now"
@@ -268,8 +271,8 @@ def _cut_torn_tail(path: Path) -> None:
             fh.truncate(end)
             fh.flush()
             os.fsync(fh.fileno())
-            print(f"prm label: dropped a partly written last row of {path} ({size - end} bytes; the run writing "
-                  "it was killed); it is labelled again", file=sys.stderr)
+            log.warning("dropped a partly written last row of %s (%d bytes; the run writing it was killed); it is "
+                        "labelled again", path, size - end)
 
 
 def _json_lines(path: Path) -> Iterator[dict[str, Any]]:

@@ -101,7 +101,7 @@ def test_sigkill_then_rerun_with_the_tiny_model_in_bf16(tiny_backbone, tmp_path)
     assert any(step > 0 for r in rows(out) for step in r["meta"]["step_rollouts"])
 
 
-def test_a_torn_last_row_is_cut_and_labelled_again(problems_file, tmp_path, capsys):
+def test_a_torn_last_row_is_cut_and_labelled_again(problems_file, tmp_path, caplog):
     out = tmp_path / "out.jsonl"
     label, job = LabelConfig(method="binary"), LabelJobConfig(chunk_size=5, progress=False)
     run_label_job(problems_file, out, sim(), label, job)
@@ -109,7 +109,7 @@ def test_a_torn_last_row_is_cut_and_labelled_again(problems_file, tmp_path, caps
     out.write_bytes(complete[: len(complete) - 25])  # the last row, half written
     result = run_label_job(problems_file, out, sim(), label, job)
     assert out.read_bytes() == complete and result.written == 1
-    assert "dropped a partly written last row" in capsys.readouterr().err
+    assert "dropped a partly written last row" in caplog.text
 
 
 def test_resuming_with_other_settings_is_refused(problems_file, tmp_path):
