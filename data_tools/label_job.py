@@ -46,6 +46,7 @@ from typing import Any
 
 from data_tools import formats
 from data_tools.binary_search import binary_label_batch
+from data_tools.formats.containers import batched
 from data_tools.formats.fields import RowLog
 from data_tools.labelling import BatchLabeller, LabelConfig, LabelReport, RolloutBank, mc_label_batch
 from data_tools.rollouts import Completer
@@ -151,7 +152,7 @@ def run_label_job(input_path: str | Path, output_path: str | Path, completer: Co
     bar = _progress(todo, job.progress)
     try:
         with open(out, "a", encoding="utf-8") as fh:
-            for chunk in _chunks(_shard_examples(input_path, job, label, shard, result.invalid), job.chunk_size):
+            for chunk in batched(_shard_examples(input_path, job, label, shard, result.invalid), job.chunk_size):
                 if all(ex.meta["id"] in done_ids for ex in chunk):
                     continue
                 bank = RolloutBank(completer, label.rollouts, label.seed, label.answer_key, few_shot, report)
@@ -210,17 +211,6 @@ def _shard_examples(input_path: str | Path, job: LabelJobConfig, label: LabelCon
 
 def _digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
-
-
-def _chunks(examples: Iterator[StepwiseExample], size: int) -> Iterator[list[StepwiseExample]]:
-    chunk: list[StepwiseExample] = []
-    for ex in examples:
-        chunk.append(ex)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _resume(out: Path, settings: dict[str, Any]) -> set[str]:

@@ -19,11 +19,12 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from data_tools.schema import DataError
 
 CONTAINERS = ("jsonl", "json", "parquet", "dataset")
+T = TypeVar("T")
 BATCH_ROWS = 1024
 _READ_CHUNK = 1 << 20
 
@@ -200,11 +201,12 @@ def _write_json(path: Path, rows: Iterable[dict[str, Any]], array: bool) -> int:
     return n
 
 
-def _batches(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == BATCH_ROWS:
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last one shorter), as ``itertools.batched`` on Python 3.12."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
             yield batch
             batch = []
     if batch:
@@ -217,7 +219,7 @@ def _write_parquet(path: Path, rows: Iterable[dict[str, Any]]) -> int:
 
     writer, schema, n = None, None, 0
     try:
-        for batch in _batches(rows):
+        for batch in batched(rows, BATCH_ROWS):
             table = _table(batch, schema, f"{path}: rows {n + 1}-{n + len(batch)}")
             if writer is None:
                 schema = table.schema
