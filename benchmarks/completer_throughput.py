@@ -9,9 +9,12 @@ the shared few-shot prefix attended once, finished rows leaving the batch); ``ge
 ``--baseline-rollouts`` of the same rollouts one by one (it is timed on fewer, being slow). Tokens
 are the new tokens sampled, counted on each side; ``speedup`` is the ratio of tokens per second
 over all rounds. The two alternate for ``--rounds`` rounds (other seeds each round), so a change in
-the machine's load (other processes on its 2 cores) falls on both rather than on one.
+the machine's load (other processes on its 2 cores) falls on both rather than on one. ``--threads``
+sets torch's threads for both: on a machine that other processes keep busy, 1 avoids the OpenMP
+waits that make one-sequence decoding (hundreds of tiny ops per token) many times slower than it is
+on an idle machine, which would flatter the batched side.
 
-    .venv/bin/python benchmarks/completer_throughput.py [--prefixes 8 --samples 8 --baseline-rollouts 8 --rounds 3]
+    .venv/bin/python benchmarks/completer_throughput.py [--prefixes 8 --samples 8 --baseline-rollouts 8 --rounds 3 --threads 1]
 
 The last line printed is JSON with ``speedup``.
 """
@@ -40,16 +43,21 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8, help="rollouts per prefix for HFCompleter")
     parser.add_argument("--baseline-rollouts", type=int, default=8, help="rollouts drawn one at a time with generate")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for both sides (0: torch's default)")
     args = parser.parse_args()
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from prm.rollout_model import load_completer
 
     completer = load_completer("smollm2-135m", max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE, top_k=TOP_K)
     model, tok = completer.model, completer.tokenizer
     data = generate_dataset(args.prefixes, seed=11)
-    prefixes = [render_prefix(ex.prompt, ex.steps[: 1 + i % (len(ex.steps) - 1)]) for i, ex in enumerate(data)]
+    prefixes = [render_prefix(ex.prompt, ex.steps[: 1 + i % (len(ex.steps) - 1)])
+                for i, ex in enumerate(data)][: args.prefixes]
     gen_kwargs = dict(do_sample=True, temperature=TEMPERATURE, top_k=TOP_K, top_p=1.0, max_new_tokens=MAX_NEW_TOKENS,
                       stop_strings=list(STOP), tokenizer=tok, pad_token_id=tok.eos_token_id)
 
@@ -60,9 +68,9 @@ def main() -> None:
         completer.complete(requests)
         return completer.tokens_generated - before, time.perf_counter() - start
 
-    def one_by_one(seed: int) -> tuple[int, float]:
+    def one_by_one(seed: int, rollouts: int | None = None) -> tuple[int, float]:
         tokens, start = 0, time.perf_counter()
-        for i in range(args.baseline_rollouts):  # round-robin over the prefixes
+        for i in range(args.baseline_rollouts if rollouts is None else rollouts):  # round-robin over the prefixes
             ids = tok(prefixes[i % len(prefixes)], add_special_tokens=False, return_tensors="pt")
             torch.manual_seed(seed + i)
             with torch.inference_mode():
@@ -70,7 +78,8 @@ def main() -> None:
             tokens += out.shape[1] - ids["input_ids"].shape[1]
         return tokens, time.perf_counter() - start
 
-    completer.complete([RolloutRequest(prefixes[0], (0,))])  # warm-up: first-call allocations
+    completer.complete([RolloutRequest(prefixes[0], (0,))])  # warm-ups: first-call allocations, and
+    one_by_one(0, rollouts=1)  # generate's table of stop-string tokens (built once per tokenizer)
     totals = {"batched": [0, 0.0], "generate": [0, 0.0]}
     for r in range(args.rounds):
         for name, run in (("batched", batched), ("generate", one_by_one)):
