@@ -22,7 +22,7 @@ wrong one). So the headline figures use longer problems; the others are reported
   operations (default 2, the demo's), few-shot examples of the same length; ``smollm2_long`` on
   ``--smollm2-long-ops`` operations (0 skips it).
 
-    .venv/bin/python benchmarks/labelling_cost.py [--rollouts 8] [--smollm2-problems 24] [--no-smollm2]
+    .venv/bin/python benchmarks/labelling_cost.py [--rollouts 8] [--smollm2-problems 40] [--threads 1] [--no-smollm2]
 
 The last line printed is JSON: {"simulated": {"agreement", "rollout_ratio", ...}, "smollm2": {...}, ...}.
 """
@@ -99,11 +99,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rollouts", type=int, default=8)
     parser.add_argument("--simulated-problems", type=int, default=300)
-    parser.add_argument("--smollm2-problems", type=int, default=24)
+    parser.add_argument("--smollm2-problems", type=int, default=40)
     parser.add_argument("--smollm2-ops", type=int, default=2)
-    parser.add_argument("--smollm2-long-problems", type=int, default=6)
+    parser.add_argument("--smollm2-long-problems", type=int, default=10)
     parser.add_argument("--smollm2-long-ops", type=int, default=4, help="0 skips the long-problem SmolLM2 run")
     parser.add_argument("--no-smollm2", action="store_true", help="simulated completer only")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (0: torch's default; 1 is faster on a machine other processes keep busy)")
     args = parser.parse_args()
 
     sim = SimulatedCompleter(SimulatedConfig())
@@ -116,8 +118,12 @@ def main() -> None:
               f"(vs MC with early stopping {r['rollout_ratio_vs_mc_early_stop']:.2f}), MC monotone {r['mc_monotone']:.3f}",
               flush=True)
     if not args.no_smollm2:
+        import torch
+
         from prm.rollout_model import load_completer
 
+        if args.threads:
+            torch.set_num_threads(args.threads)
         completer = load_completer("smollm2-135m", temperature=0.5)
         runs = [("smollm2", args.smollm2_problems, args.smollm2_ops)]
         if args.smollm2_long_ops:
