@@ -99,14 +99,32 @@ class HFCompleter:
     top_k: int = 50
     stop: tuple[str, ...] = STOP
     prefixes_per_batch: int = 16
+    rows_per_batch: int = 128  # more prefixes join a batch while its sampled rows stay within this
     shared_prefix_attention: bool = False  # model loaded with data_tools.shared_prefix's attention
     tokens_generated: int = 0  # running count, for throughput reports
 
     def complete(self, requests: Sequence[RolloutRequest]) -> list[list[str]]:
         out: list[list[str]] = []
-        for i in range(0, len(requests), self.prefixes_per_batch):
-            out.extend(self._complete_batch(list(requests[i:i + self.prefixes_per_batch])))
+        for batch in self._batches(requests):
+            out.extend(self._complete_batch(batch))
         return out
+
+    def _batches(self, requests: Sequence[RolloutRequest]) -> list[list[RolloutRequest]]:
+        """Consecutive requests, ``prefixes_per_batch`` at a time, more while rows stay within ``rows_per_batch``.
+
+        Requests with few samples each (early-stopping rounds, binary-search probes) would otherwise
+        decode in batches of a few rows, which costs nearly as much per step as full ones.
+        """
+        batches: list[list[RolloutRequest]] = []
+        batch: list[RolloutRequest] = []
+        rows = 0
+        for r in requests:
+            if len(batch) >= self.prefixes_per_batch and rows + len(r.seeds) > self.rows_per_batch:
+                batches.append(batch)
+                batch, rows = [], 0
+            batch.append(r)
+            rows += len(r.seeds)
+        return batches + [batch] if batch else batches
 
     def _complete_batch(self, requests: list[RolloutRequest]) -> list[list[str]]:
         import torch
