@@ -81,3 +81,12 @@ def test_hf_completer_rollouts_do_not_depend_on_batch_company(tiny_completer):
 def test_truncate_after_a_finished_answer_line():
     assert truncate_at_stop("x: 5 + 3 = 8\nThe answer is 8.\nQ", ["\n\n"]) == ("x: 5 + 3 = 8\nThe answer is 8.", True)
     assert truncate_at_stop("The answer is 1", ["\n\n"]) == ("The answer is 1", False)  # may still grow to 10
+
+
+def test_hf_batches_take_more_prefixes_when_they_have_few_samples():
+    """16 prefixes a batch as before; early-stopping rounds (1-2 samples each) fill up to 128 rows instead."""
+    from data_tools.rollouts import HFCompleter
+
+    completer = HFCompleter(model=None, tokenizer=None)
+    sizes = {k: [len(b) for b in completer._batches([RolloutRequest("p", tuple(range(k)))] * 40)] for k in (1, 4, 8, 16)}
+    assert sizes == {1: [40], 4: [32, 8], 8: [16, 16, 8], 16: [16, 16, 8]}
