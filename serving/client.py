@@ -10,16 +10,22 @@ import httpx
 
 class PRMClient:
     def __init__(self, base_url: str = "http://127.0.0.1:3000", timeout: float = 60.0, retries: int = 2,
-                 token: str | None = None):
+                 token: str | None = None, http: httpx.Client | None = None):
+        """``http``: an ``httpx.Client`` to send through instead (e.g. starlette's TestClient of the app)."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.retries = retries
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
+        self._http = http or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
 
     def score(self, items: Sequence[dict], aggregate: str = "min") -> list[dict]:
         """``items``: [{"prompt": str, "steps": [str, ...]}]; returns [{"step_scores", "score"}]."""
         body = {"items": [{"prompt": it["prompt"], "steps": list(it["steps"])} for it in items],
                 "aggregate": aggregate}
         return self._post("/score", body)["results"]
+
+    def rank(self, prompt: str, candidates: Sequence[Sequence[str]], aggregate: str = "min") -> dict:
+        """Best-of-N: ``candidates`` are step lists of one prompt; returns {"scores", "order", "best"}."""
+        body = {"prompt": prompt, "candidates": [list(c) for c in candidates], "aggregate": aggregate}
+        return self._post("/rank", body)
 
     def ready(self) -> bool:
         try:

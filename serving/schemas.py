@@ -23,5 +23,17 @@ class ScoreResponse(BaseModel):
     results: list[Result]
 
 
+class RankResponse(BaseModel):
+    scores: list[float] = Field(description="Each candidate's solution score, in the order given.")
+    order: list[int] = Field(description="Candidate indices from best to worst (ties keep the given order).")
+    best: int = Field(description="Index of the best candidate.")
+
+
+class OpenRLHFResponse(BaseModel):
+    rewards: list[float] = Field(description="One reward per query: its solution score.")
+    scores: list[float] = Field(description="The same scores (OpenRLHF logs both).")
+    extra_logs: dict[str, list[float]] = Field(description="Per-query extras: number of steps scored.")
+
+
 EXAMPLE_ITEMS = [Item(prompt="Tom has 5 apples. Tom buys 3 more apples. How many apples does Tom have now?",
                       steps=["5 + 3 = 8\nThe answer is 8."])]

@@ -23,8 +23,8 @@ def test_bentoml_build_packs_an_importable_service(tmp_path):
     requirements = (bentos[0] / "env" / "python" / "requirements.txt").read_text()
     assert "torch==2.13.0" in requirements and "onnxruntime-gpu" in requirements
     # the Bento's own source (not this checkout) provides the service class
-    probe = ("import serving.service as s, bentoml; assert s.__file__.startswith(%r); "
-             "assert isinstance(s.PRMService, bentoml.Service); print(sorted(s.PRMService.apis))" % str(src))
+    probe = (f"import serving.service as s, bentoml; assert s.__file__.startswith({str(src)!r}); "
+             "assert isinstance(s.PRMService, bentoml.Service); print(sorted(s.PRMService.apis))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=src,
                          env=dict(env, PYTHONPATH=str(src)), timeout=120)
     assert out.returncode == 0, out.stderr

@@ -20,7 +20,7 @@ def loaded_after(statement: str) -> set[str]:
      "data_tools.vllm_completer", {"prm", "serving", "torch", "transformers", "vllm", "httpx", "tqdm"}),
     ("import prm.train, prm.scoring, prm.export, prm.calibrate, prm.artifacts, prm.cli",
      {"serving", "bentoml", "onnxruntime", "sklearn"}),
-    ("import serving.client", {"prm", "torch", "bentoml", "transformers", "onnxruntime"}),
+    ("import serving.client, serving.adapters", {"prm", "torch", "bentoml", "transformers", "onnxruntime"}),
 ])
 def test_layering(statement, forbidden):
     assert loaded_after(statement) & forbidden == set()

@@ -70,3 +70,51 @@ def test_monotone_scoring_is_the_running_minimum(artifact):
     for r, m in zip(raw, mono, strict=True):
         np.testing.assert_allclose(m, np.minimum.accumulate(r))
         assert all(np.diff(m) <= 0)
+
+
+def test_rank_orders_candidates_by_solution_score(client):
+    candidates = [["5 + 3 = 8", "The answer is 8."], ["5 + 3 = 9", "The answer is 9."], ["5 - 3 = 2"]]
+    resp = client.post("/rank", json={"prompt": "Tom has 5 apples.", "candidates": candidates, "aggregate": "last"})
+    assert resp.status_code == 200, resp.text
+    ranked = resp.json()
+    scored = client.post("/score", json={"items": [{"prompt": "Tom has 5 apples.", "steps": c} for c in candidates],
+                                         "aggregate": "last"}).json()["results"]
+    assert ranked["scores"] == pytest.approx([r["score"] for r in scored])
+    assert ranked["order"] == sorted(range(3), key=lambda i: -ranked["scores"][i])
+    assert ranked["best"] == ranked["order"][0]
+    assert client.post("/rank", json={"prompt": "x", "candidates": [["a"], []]}).status_code == 400
+
+
+def test_openrlhf_contract(client):
+    prompts = ["Tom has 5 apples.\n", "Q\n", "Z\n"]
+    query = [prompts[0] + "5 + 3 = 8\nThe answer is 8.", prompts[1] + "only step", prompts[2] + "  \n"]
+    resp = client.post("/openrlhf", json={"query": query, "prompts": prompts, "labels": ["8", "1", "0"]})
+    assert resp.status_code == 200, resp.text
+    out = resp.json()
+    expected = client.post("/score", json={"items": [{"prompt": prompts[0], "steps": ["5 + 3 = 8", "The answer is 8."]},
+                                                     {"prompt": prompts[1], "steps": ["only step"]}]}).json()["results"]
+    assert out["rewards"][:2] == pytest.approx([r["score"] for r in expected])
+    assert out["rewards"][2] == 0.0 and out["extra_logs"]["prm_steps"] == [2.0, 1.0, 0.0]
+    assert out["scores"] == out["rewards"]
+    assert client.post("/openrlhf", json={"query": ["a"], "prompts": ["a", "b"]}).status_code == 400
+
+
+def test_trl_and_verl_adapters_score_through_the_service(client):
+    from serving.adapters import trl_reward_function, verl_compute_score
+    from serving.client import PRMClient
+
+    prm = PRMClient(http=client)
+    reward = trl_reward_function(prm, name="prm_min")
+    assert reward.__name__ == "prm_min"
+    prompts = ["Tom has 5 apples.", [{"role": "user", "content": "Tom has 5 apples."}]]
+    completions = ["5 + 3 = 8\nThe answer is 8.", [{"role": "assistant", "content": "5 + 3 = 8\nThe answer is 8."}]]
+    got = reward(prompts=prompts + ["Q"], completions=completions + [""], completion_ids=None, answer=["8", "8", "1"])
+    direct = prm.score([{"prompt": "Tom has 5 apples.", "steps": ["5 + 3 = 8", "The answer is 8."]}])[0]["score"]
+    assert got == pytest.approx([direct, direct, 0.0])  # text and chat forms agree; an empty completion is 0
+    assert reward.rewarder.stats["empty_completions"] == 1
+    compute_score = verl_compute_score(prm)
+    assert compute_score("demo", "5 + 3 = 8\nThe answer is 8.", "8",
+                         extra_info={"question": "Tom has 5 apples."}) == pytest.approx(direct)
+    with pytest.raises(ValueError, match="2 prompts but 1 completions"):
+        reward(prompts=["a", "b"], completions=["x"])
+    assert prm.rank("Tom has 5 apples.", [["5 + 3 = 8"], ["5 + 3 = 9"]])["best"] in (0, 1)
