@@ -5,18 +5,8 @@ from starlette.testclient import TestClient
 
 
 @pytest.fixture(scope="module")
-def artifact(tiny_backbone, tmp_path_factory):
-    from data_tools.problems import generate_dataset
-    from prm.export import export_onnx
-    from prm.train import TrainConfig, train
-
-    data = generate_dataset(4, seed=0)
-    for ex in data:
-        ex.labels = [1.0] * len(ex.steps)
-    out = tmp_path_factory.mktemp("svc") / "model"
-    train(data, TrainConfig(backbone=str(tiny_backbone), output_dir=str(out), epochs=1, bf16=False))
-    export_onnx(out)
-    return out
+def artifact(tiny_artifact):
+    return tiny_artifact
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,85 @@
+"""ASGI middleware in front of the scoring API: body size, JSON well-formedness, bearer token.
+
+BentoML answers a POST body that is not JSON with a 500 (pydantic's ``json_invalid`` surfaces as a
+server error), and reads a body of any size. This guard answers such requests itself, before the
+service sees them: 413 past ``max_body_bytes`` (checked on Content-Length and while reading, so a
+body without a length cannot grow unbounded), 400 for a body that is not a JSON object, and 401
+without the right ``Authorization: Bearer`` token when a token is configured. GET endpoints
+(``/livez``, ``/readyz``, ``/metrics``, docs) pass untouched. It never logs bodies.
+
+Settings: ``PRM_MAX_BODY_BYTES`` (default 4 MiB) and ``PRM_API_TOKEN`` (unset: no auth), read
+when the server starts, or passed as options.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+
+DEFAULT_MAX_BODY_BYTES = 4 << 20
+
+
+class RequestGuard:
+    def __init__(self, app, max_body_bytes: int | None = None, token: str | None = None):
+        self.app = app
+        self.max_body = max_body_bytes or int(os.environ.get("PRM_MAX_BODY_BYTES") or DEFAULT_MAX_BODY_BYTES)
+        self.token = token if token is not None else (os.environ.get("PRM_API_TOKEN") or None)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        if self.token and not hmac.compare_digest(headers.get(b"authorization", b""),
+                                                  f"Bearer {self.token}".encode()):
+            return await _reply(send, 401, "missing or wrong token: send the header 'Authorization: Bearer <token>'")
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_body:
+            return await _reply(send, 413, self._too_large(int(length)))
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body:
+                return await _reply(send, 413, self._too_large(size))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        problem = _json_problem(body)
+        if problem:
+            return await _reply(send, 400, problem)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+    def _too_large(self, size: int) -> str:
+        return (f"request body of {size} bytes is over the limit of {self.max_body} bytes; send fewer solutions "
+                "per request (or raise PRM_MAX_BODY_BYTES on the server)")
+
+
+def _json_problem(body: bytes) -> str | None:
+    """What is wrong with a body that should be one JSON object, or None."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return f"the request body is not valid JSON ({type(exc).__name__}: {str(exc)[:200]})"
+    if not isinstance(value, dict):
+        return f"the request body must be a JSON object, got a JSON {type(value).__name__}"
+    return None
+
+
+async def _reply(send, status: int, message: str) -> None:
+    payload = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
