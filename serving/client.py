@@ -1,26 +1,52 @@
-"""``PRMClient``: a small HTTP client for the scoring service. Imports neither torch nor ``prm``."""
+"""Clients of the scoring service: ``PRMClient`` (sync) and ``AsyncPRMClient``. No torch, no ``prm``.
+
+Both split large requests into batches of ``batch_size`` solutions (the async one sends them
+concurrently, at most ``max_concurrency`` at a time, and keeps the order), retry transport errors
+and overload answers (429, 503) with exponential backoff, and raise ``ServiceError`` with the
+status and the service's message for anything else: a 4xx is the caller's to fix, never retried.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 
 import httpx
 
+RETRY_STATUS = (429, 503)
+
+
+class ServiceError(RuntimeError):
+    def __init__(self, path: str, status: int, text: str):
+        super().__init__(f"POST {path} -> {status}: {text[:500]}")
+        self.status = status
+
+
+def _score_body(items: Sequence[dict], aggregate: str) -> dict:
+    return {"items": [{"prompt": it["prompt"], "steps": list(it["steps"])} for it in items], "aggregate": aggregate}
+
+
+def _batches(items: Sequence[dict], size: int) -> list[Sequence[dict]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _backoff(attempt: int) -> float:
+    return 0.2 * 2**attempt
+
 
 class PRMClient:
     def __init__(self, base_url: str = "http://127.0.0.1:3000", timeout: float = 60.0, retries: int = 2,
-                 token: str | None = None, http: httpx.Client | None = None):
+                 token: str | None = None, batch_size: int = 64, http: httpx.Client | None = None):
         """``http``: an ``httpx.Client`` to send through instead (e.g. starlette's TestClient of the app)."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.retries = retries
+        self.retries, self.batch_size = retries, batch_size
         self._http = http or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
 
     def score(self, items: Sequence[dict], aggregate: str = "min") -> list[dict]:
         """``items``: [{"prompt": str, "steps": [str, ...]}]; returns [{"step_scores", "score"}]."""
-        body = {"items": [{"prompt": it["prompt"], "steps": list(it["steps"])} for it in items],
-                "aggregate": aggregate}
-        return self._post("/score", body)["results"]
+        return [r for batch in _batches(items, self.batch_size)
+                for r in self._post("/score", _score_body(batch, aggregate))["results"]]
 
     def rank(self, prompt: str, candidates: Sequence[Sequence[str]], aggregate: str = "min") -> dict:
         """Best-of-N: ``candidates`` are step lists of one prompt; returns {"scores", "order", "best"}."""
@@ -52,14 +78,12 @@ class PRMClient:
                 if attempt == self.retries:
                     raise
             else:
-                if resp.status_code in (429, 503) and attempt < self.retries:
-                    pass  # overloaded: back off and retry
-                else:
+                if resp.status_code not in RETRY_STATUS or attempt == self.retries:
                     if resp.status_code >= 400:
-                        raise RuntimeError(f"POST {path} -> {resp.status_code}: {resp.text[:500]}")
+                        raise ServiceError(path, resp.status_code, resp.text)
                     return resp.json()
-            time.sleep(0.2 * 2**attempt)
-        raise RuntimeError(f"POST {path} failed after {self.retries + 1} attempts")
+            time.sleep(_backoff(attempt))  # overloaded or unreachable: back off and retry
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self._http.close()
@@ -69,3 +93,49 @@ class PRMClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class AsyncPRMClient:
+    """The async client: batches of ``batch_size`` sent concurrently, at most ``max_concurrency`` at once."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:3000", timeout: float = 60.0, retries: int = 2,
+                 token: str | None = None, batch_size: int = 64, max_concurrency: int = 8,
+                 http: httpx.AsyncClient | None = None):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.retries, self.batch_size = retries, batch_size
+        self._limit = asyncio.Semaphore(max_concurrency)
+        self._http = http or httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
+
+    async def score(self, items: Sequence[dict], aggregate: str = "min") -> list[dict]:
+        parts = await asyncio.gather(*(self._post("/score", _score_body(batch, aggregate))
+                                       for batch in _batches(items, self.batch_size)))
+        return [r for part in parts for r in part["results"]]
+
+    async def rank(self, prompt: str, candidates: Sequence[Sequence[str]], aggregate: str = "min") -> dict:
+        return await self._post("/rank", {"prompt": prompt, "candidates": [list(c) for c in candidates],
+                                          "aggregate": aggregate})
+
+    async def _post(self, path: str, body: dict) -> dict:
+        async with self._limit:
+            for attempt in range(self.retries + 1):
+                try:
+                    resp = await self._http.post(path, json=body)
+                except httpx.TransportError:
+                    if attempt == self.retries:
+                        raise
+                else:
+                    if resp.status_code not in RETRY_STATUS or attempt == self.retries:
+                        if resp.status_code >= 400:
+                            raise ServiceError(path, resp.status_code, resp.text)
+                        return resp.json()
+                await asyncio.sleep(_backoff(attempt))
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncPRMClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()

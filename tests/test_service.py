@@ -108,3 +108,28 @@ def test_trl_and_verl_adapters_score_through_the_service(client):
     with pytest.raises(ValueError, match="2 prompts but 1 completions"):
         reward(prompts=["a", "b"], completions=["x"])
     assert prm.rank("Tom has 5 apples.", [["5 + 3 = 8"], ["5 + 3 = 9"]])["best"] in (0, 1)
+
+
+def test_beam_search_and_best_of_n_through_the_service(client):
+    from serving.client import PRMClient
+    from serving.search import beam_search, best_of_n
+
+    prm = PRMClient(http=client)
+    calls = []
+
+    def propose(prompt, steps, n):  # a scripted generator: two next steps per depth, then an answer
+        calls.append((prompt, tuple(steps)))
+        if len(steps) == 2:
+            return [f"The answer is {len(steps) + k}." for k in range(n)]
+        return [f"{len(steps)} + {k} = {len(steps) + k}" for k in range(2)] + [""]  # an empty proposal is dropped
+
+    beams = beam_search(prm, "Tom has 5 apples.", propose, beam_width=2, expand=3, max_steps=5)
+    assert beams and all(b.final and len(b.steps) == 3 for b in beams)
+    assert [b.score for b in beams] == sorted((b.score for b in beams), reverse=True)
+    best = beams[0]
+    rescored = prm.score([{"prompt": "Tom has 5 apples.", "steps": best.steps}])[0]
+    assert best.score == pytest.approx(rescored["score"]) and best.step_scores == pytest.approx(rescored["step_scores"])
+    assert calls[0] == ("Tom has 5 apples.", ())
+    assert sum(1 for _, s in calls if len(s) == 1) <= 2  # only beam_width beams are expanded at depth 1
+    index, scores = best_of_n(prm, "Tom has 5 apples.", [b.steps for b in beams])
+    assert scores[index] == max(scores)
