@@ -48,6 +48,10 @@ class PRMClient:
         return [r for batch in _batches(items, self.batch_size)
                 for r in self._post("/score", _score_body(batch, aggregate))["results"]]
 
+    @property
+    def base_url(self) -> str:
+        return str(self._http.base_url)
+
     def rank(self, prompt: str, candidates: Sequence[Sequence[str]], aggregate: str = "min") -> dict:
         """Best-of-N: ``candidates`` are step lists of one prompt; returns {"scores", "order", "best"}."""
         body = {"prompt": prompt, "candidates": [list(c) for c in candidates], "aggregate": aggregate}

@@ -1,11 +1,11 @@
-"""Limits and hostile input: the service answers 400/401/413, never a 5xx, and stays healthy."""
+"""Limits and hostile input against a real `bentoml serve` on 127.0.0.1: 400/401/413, never a 5xx."""
 
 import json
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from starlette.testclient import TestClient
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -14,15 +14,17 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture(scope="module")
 def guarded(tiny_artifact):
     """The service with small limits and a token, as its environment would configure it."""
-    mp = pytest.MonkeyPatch()
-    for key, value in {"PRM_MODEL_DIR": str(tiny_artifact), "PRM_MAX_ITEMS": "4", "PRM_MAX_STEPS": "6",
-                       "PRM_MAX_BODY_BYTES": "20000", "PRM_API_TOKEN": TOKEN}.items():
-        mp.setenv(key, value)
-    from serving.service import PRMService
+    from serving.launch import served
 
-    with TestClient(PRMService.to_asgi(), raise_server_exceptions=False) as c:
-        yield c
-    mp.undo()
+    mp = pytest.MonkeyPatch()  # the server process inherits this environment
+    for key, value in {"PRM_MAX_ITEMS": "4", "PRM_MAX_STEPS": "6", "PRM_MAX_BODY_BYTES": "20000",
+                       "PRM_API_TOKEN": TOKEN}.items():
+        mp.setenv(key, value)
+    try:
+        with served(tiny_artifact) as prm, httpx.Client(base_url=prm.base_url, timeout=60) as http:
+            yield http
+    finally:
+        mp.undo()
 
 
 def ok_body(n_items=1, n_steps=2):
