@@ -35,6 +35,15 @@ def _backoff(attempt: int) -> float:
     return 0.2 * 2**attempt
 
 
+def _outcome(path: str, resp: httpx.Response, attempt: int, retries: int) -> dict | None:
+    """The answer's JSON, or None to retry after a backoff (overload, retries left); raises for errors."""
+    if resp.status_code in RETRY_STATUS and attempt < retries:
+        return None
+    if resp.status_code >= 400:
+        raise ServiceError(path, resp.status_code, resp.text)
+    return resp.json()
+
+
 class PRMClient:
     def __init__(self, base_url: str = "http://127.0.0.1:3000", timeout: float = 60.0, retries: int = 2,
                  token: str | None = None, batch_size: int = 64, http: httpx.Client | None = None):
@@ -77,15 +86,13 @@ class PRMClient:
     def _post(self, path: str, body: dict) -> dict:
         for attempt in range(self.retries + 1):
             try:
-                resp = self._http.post(path, json=body)
+                answer = _outcome(path, self._http.post(path, json=body), attempt, self.retries)
             except httpx.TransportError:
                 if attempt == self.retries:
                     raise
             else:
-                if resp.status_code not in RETRY_STATUS or attempt == self.retries:
-                    if resp.status_code >= 400:
-                        raise ServiceError(path, resp.status_code, resp.text)
-                    return resp.json()
+                if answer is not None:
+                    return answer
             time.sleep(_backoff(attempt))  # overloaded or unreachable: back off and retry
         raise AssertionError("unreachable")
 
@@ -123,15 +130,13 @@ class AsyncPRMClient:
         async with self._limit:
             for attempt in range(self.retries + 1):
                 try:
-                    resp = await self._http.post(path, json=body)
+                    answer = _outcome(path, await self._http.post(path, json=body), attempt, self.retries)
                 except httpx.TransportError:
                     if attempt == self.retries:
                         raise
                 else:
-                    if resp.status_code not in RETRY_STATUS or attempt == self.retries:
-                        if resp.status_code >= 400:
-                            raise ServiceError(path, resp.status_code, resp.text)
-                        return resp.json()
+                    if answer is not None:
+                        return answer
                 await asyncio.sleep(_backoff(attempt))
         raise AssertionError("unreachable")
 
