@@ -121,14 +121,23 @@ def _calibrate(args: argparse.Namespace) -> None:
 
 def _export(args: argparse.Namespace) -> None:
     from data_tools.schema import read_jsonl
-    from prm.export import export_onnx, parity
+    from prm.export import export_onnx, parity, quantize_int8
+    from prm.train import training_labels
 
+    if args.int8 and not args.check:
+        raise ValueError("--int8 needs --check DATA: held-out labelled steps to run the int8 quality gate on")
     out = export_onnx(args.model)
     print(f"ONNX model written to {out}")
     if args.check:
-        diff = parity(args.model, [(e.prompt, e.steps) for e in read_jsonl(args.check)])
-        print(json.dumps({"onnx_max_abs_diff": diff}))
-
+        examples = list(read_jsonl(args.check))
+        items = [(e.prompt, e.steps) for e in examples]
+        report = {"onnx_max_abs_diff": parity(args.model, items)}
+        if args.int8:
+            # Raises Int8GateError with the figures when int8 does not keep fp32 quality.
+            report["int8"] = quantize_int8(args.model, items, [training_labels(e, "hard") for e in examples])
+        print(json.dumps(report))
+        if args.int8:
+            print(f"int8 model written to {args.model}/onnx/model.int8.onnx")
 
 
 def _register_label(sub: argparse._SubParsersAction) -> None:

@@ -4,11 +4,16 @@ The exported graph is ``(input_ids [B, T], attention_mask [B, T]) -> step_logits
 dynamic batch and sequence; it never contains the vocabulary projection. It is written as one file
 (``onnx/model.onnx``, no external data). Parity is checked on a mixed-length, right-padded batch of
 real encoded examples, at the separator positions the scorer reads.
+
+``quantize_int8`` adds ``onnx/model.int8.onnx`` by dynamic quantization and keeps it only when it
+passes a quality gate against fp32 (``Int8Gate``); otherwise it refuses with the measured figures.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +66,71 @@ def parity(folder: str | Path, items) -> float:
     torch_logits = Scorer(folder, backend="torch", calibrated=False, batch_size=8).step_logits(items)
     onnx_logits = Scorer(folder, backend="onnx", calibrated=False, batch_size=8).step_logits(items)
     return float(max(np.max(np.abs(a - b)) for a, b in zip(torch_logits, onnx_logits, strict=False)))
+
+
+@dataclass
+class Int8Gate:
+    """What an int8 graph must keep of the fp32 graph's quality, on held-out labelled steps."""
+
+    max_auroc_drop: float = 0.005  # step AUROC (against the labels) may drop by at most this much
+    min_agreement: float = 0.99  # share of calibrated step decisions (score >= threshold) left unchanged
+    threshold: float = 0.5
+
+
+class Int8GateError(ValueError):
+    """int8 failed the quality gate; ``figures`` holds what was measured."""
+
+    def __init__(self, figures: dict):
+        self.figures = figures
+        super().__init__(f"int8 graph refused, it does not keep fp32 quality: {json.dumps(figures)}; "
+                         "serve the fp32 graph (backend 'onnx'), or check on more held-out data")
+
+
+def quantize_int8(folder: str | Path, items, labels, gate: Int8Gate | None = None) -> dict:
+    """Write ``onnx/model.int8.onnx`` (dynamic int8) if it passes ``gate`` against fp32; returns the figures.
+
+    ``items`` are (prompt, steps) pairs and ``labels`` one list per item (a float per step, or None
+    for an unlabelled step). Weights are quantized per channel to QInt8 after ORT's pre-processing
+    (shape inference and graph cleanup); activations are quantized dynamically per batch. Both
+    graphs are scored through ``Scorer`` with the artifact's calibration, so the decisions compared
+    are the ones search and RL see. On failure the int8 file is removed, ``Int8GateError`` carries
+    the figures, and the fp32 graph stays.
+    """
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+
+    from prm.artifacts import write_manifest
+    from prm.calibrate import apply_calibration, labelled_steps
+    from prm.evaluation import auroc
+    from prm.scoring import ONNX_FILE, ONNX_INT8_FILE, Scorer
+
+    gate = gate or Int8Gate()
+    folder = Path(folder)
+    fp32_path, int8_path = folder / ONNX_FILE, folder / ONNX_INT8_FILE
+    if not fp32_path.is_file():
+        raise FileNotFoundError(f"{fp32_path} not found: export the fp32 graph first (`prm export {folder}`)")
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        quantize_dynamic(str(pre), str(int8_path), per_channel=True, weight_type=QuantType.QInt8)
+    logits, scores = {}, {}
+    for backend in ("onnx", "onnx-int8"):
+        scorer = Scorer(folder, backend=backend)
+        z, y, pos = labelled_steps(scorer.step_logits(items), labels)
+        logits[backend], scores[backend] = z, apply_calibration(z, scorer.calibration, pos)
+    fp32, int8 = scores["onnx"], scores["onnx-int8"]
+    # AUROC on the logits: ranking is the model's; an isotonic calibration's ties would blur it.
+    figures = {"steps": int(len(y)), "auroc_fp32": auroc(y, logits["onnx"]), "auroc_int8": auroc(y, logits["onnx-int8"]),
+               "decisions_unchanged": float(np.mean((fp32 >= gate.threshold) == (int8 >= gate.threshold))),
+               "max_abs_score_diff": float(np.max(np.abs(fp32 - int8))),
+               "max_auroc_drop": gate.max_auroc_drop, "min_agreement": gate.min_agreement}
+    figures["auroc_drop"] = figures["auroc_fp32"] - figures["auroc_int8"]
+    # A NaN AUROC (one class only) cannot show a drop: the gate then rests on the decisions alone.
+    auroc_ok = not figures["auroc_drop"] > gate.max_auroc_drop
+    figures["passed"] = bool(auroc_ok and figures["decisions_unchanged"] >= gate.min_agreement)
+    if not figures["passed"]:
+        int8_path.unlink(missing_ok=True)
+        raise Int8GateError(figures)
+    write_manifest(folder)
+    return figures
