@@ -131,6 +131,14 @@ def test_int8_export_passes_the_gate_or_is_refused_with_figures(artifact, labell
     assert not (artifact / "onnx" / "model.int8.onnx").exists() and (artifact / "onnx" / "model.onnx").is_file()
 
 
+def test_int8_leaves_attention_products_the_down_projections_and_the_head_in_fp32(artifact):
+    from prm.export import int8_matmuls
+
+    # tiny model: 2 layers x (q, k, v, o, gate, up); its 2 x 2 attention products, 2 down projections and
+    # the step head stay fp32
+    assert len(int8_matmuls(artifact / "onnx" / "model.onnx")) == 12
+
+
 def test_int8_without_check_data_is_refused(artifact, capsys):
     assert run_cli("export", str(artifact), "--int8") == 2
     assert "--int8 needs --check DATA" in capsys.readouterr().err
