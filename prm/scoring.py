@@ -82,8 +82,9 @@ class Scorer:
             bf16 = backend == "torch-bf16"
             model, self.tokenizer, _ = load_scorer(self.folder, dtype=torch.bfloat16 if bf16 else None)
             if bf16:
-                # Measured at scoring shapes (full sequences, batch 8 x 256, SmolLM2-135M, 1 thread):
-                # see benchmarks/scoring_throughput.py --attn; eager attention is the faster bf16 kernel here.
+                # bf16 SDPA is ~7x slower than matmuls for ONE query token on this CPU; at scoring
+                # shapes (8 x 192 tokens, demo model, 1 thread) eager measured 612-802 tok/s and SDPA
+                # 556-725 (noisy, shared cores): no worse, so eager, the attention the export traces.
                 model.backbone.config._attn_implementation = "eager"
             self._run = _torch_runner(model, threads)
         self.pad_id = self.tokenizer.pad_token_id

@@ -142,3 +142,22 @@ def test_int8_leaves_attention_products_the_down_projections_and_the_head_in_fp3
 def test_int8_without_check_data_is_refused(artifact, capsys):
     assert run_cli("export", str(artifact), "--int8") == 2
     assert "--int8 needs --check DATA" in capsys.readouterr().err
+
+
+def test_readme_calibration_and_backend_commands_run(artifact, labelled, tmp_path, monkeypatch):
+    import re
+    import shlex
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(artifact, tmp_path / "model")
+    shutil.copy(labelled, tmp_path / "heldout.jsonl")
+    monkeypatch.chdir(tmp_path)
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### Calibrated scores, scoring backends and int8", 1)[1].split("```", 2)[1]
+    commands = [shlex.split(re.sub(r"\s+#.*$", "", line))[1:] for line in section.splitlines()
+                if line.startswith("prm ")]
+    assert [c[0] for c in commands] == ["calibrate", "export", "score"]
+    for argv in commands:
+        assert run_cli(*argv) == 0, argv
+    assert Path("reliability.png").is_file() and Path("model/onnx/model.int8.onnx").is_file()
