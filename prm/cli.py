@@ -21,6 +21,7 @@ from data_tools.openai_completer import OpenAIConfig
 from data_tools.rollouts import Sampling
 from data_tools.simulated import SimulatedConfig
 from data_tools.vllm_completer import VLLMConfig
+from prm.calibrate import METHODS as CALIBRATION_METHODS
 
 COMPLETERS = ("hf", "openai", "vllm", "simulated")
 # Each backend's own flags: (its config class, the flag prefix); flags of the others must stay unset.
@@ -46,15 +47,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("calibrate", help="fit temperature scaling on held-out labelled steps")
+    p = sub.add_parser("calibrate", help="fit a step-score calibrator on held-out labelled steps",
+                       description="Fit a calibrator on MODEL's step logits for DATA's labelled steps (solutions the "
+                       "model was not trained on), write it to MODEL/calibration.json (every backend applies it) "
+                       "and print ECE and Brier before and after as JSON.")
     p.add_argument("model", help="artifact folder")
-    p.add_argument("data", help="held-out labelled stepwise JSONL (hard labels are used)")
-    p.add_argument("--method", choices=["temperature"], default="temperature")
+    p.add_argument("data", help="held-out labelled stepwise JSONL")
+    p.add_argument("--method", choices=list(CALIBRATION_METHODS), default="temperature",
+                   help="temperature (1 parameter), platt (2) or isotonic (monotone step function; needs most data)")
+    p.add_argument("--labels", choices=["hard", "soft"], default="hard",
+                   help="fit against meta.hard_labels / labels > 0 (hard) or the soft MC fractions (soft)")
+    p.add_argument("--per-position", action="store_true",
+                   help="one calibrator per step position; positions past the last fitted one reuse the last")
+    p.add_argument("--eval", metavar="DATA", help="labelled JSONL to report ECE/Brier on (default: DATA itself)")
+    p.add_argument("--plot", metavar="PNG", help="write a reliability diagram (before and after) to this file")
     p.set_defaults(func=_calibrate)
 
     p = sub.add_parser("export", help="export an artifact to ONNX (onnx/model.onnx) and check parity")
     p.add_argument("model", help="artifact folder")
-    p.add_argument("--check", metavar="DATA", help="stepwise JSONL to check torch/ONNX parity on")
+    p.add_argument("--check", metavar="DATA", help="stepwise JSONL to check torch/ONNX parity (and the int8 gate) on")
+    p.add_argument("--int8", action="store_true", help="also write onnx/model.int8.onnx (dynamic quantization), kept "
+                   "only if it passes the quality gate against fp32 on --check's labelled steps")
     p.set_defaults(func=_export)
 
 
@@ -72,37 +85,59 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _calibrate(args: argparse.Namespace) -> None:
-    import numpy as np
-
     from data_tools.schema import read_jsonl
-    from prm.calibrate import TemperatureScaler, ece, save_calibration
+    from prm.calibrate import (
+        calibration_report,
+        fit_calibration,
+        labelled_steps,
+        reliability_diagram,
+        save_calibration,
+    )
     from prm.scoring import Scorer
     from prm.train import training_labels
 
-    examples = list(read_jsonl(args.data))
-    labels = [training_labels(ex, "hard") for ex in examples]  # unlabelled steps are None
-    logits = Scorer(args.model, backend="torch", calibrated=False).step_logits([(e.prompt, e.steps) for e in examples])
-    pairs = [(z, y) for zs, ys in zip(logits, labels, strict=True) for z, y in zip(zs, ys, strict=True) if y is not None]
-    if not pairs:
-        raise ValueError(f"{args.data} has no labelled steps to calibrate on")
-    z, y = (np.asarray(v, dtype=float) for v in zip(*pairs, strict=True))
-    scaler = TemperatureScaler().fit(z, y)
-    save_calibration(args.model, scaler.to_json())
-    before, after = ece(1 / (1 + np.exp(-z)), y), ece(scaler.predict_proba(z), y)
-    print(json.dumps({"temperature": scaler.temperature_, "ece_before": before, "ece_after": after, "steps": len(y)}))
+    scorer = Scorer(args.model, backend="torch", calibrated=False)
+
+    def steps(path: str):
+        examples = list(read_jsonl(path))
+        logits = scorer.step_logits([(e.prompt, e.steps) for e in examples])
+        return labelled_steps(logits, [training_labels(e, args.labels) for e in examples])
+
+    z, y, pos = steps(args.data)
+    state = fit_calibration(z, y, pos, args.method, args.per_position)
+    save_calibration(args.model, state)
+    ez, ey, epos = steps(args.eval) if args.eval else (z, y, pos)
+    report = {"method": args.method, "per_position": args.per_position, "fit_steps": int(len(y)),
+              "evaluated_on": args.eval or args.data, **calibration_report(ez, ey, epos, state)}
+    if args.plot:
+        from prm.calibrate import apply_calibration
+
+        reliability_diagram({"uncalibrated": (apply_calibration(ez, None), ey),
+                             args.method: (apply_calibration(ez, state, epos), ey)}, args.plot)
+        report["plot"] = args.plot
+    print(json.dumps(report))
     print(f"calibration written to {args.model}/calibration.json")
 
 
 def _export(args: argparse.Namespace) -> None:
     from data_tools.schema import read_jsonl
-    from prm.export import export_onnx, parity
+    from prm.export import export_onnx, parity, quantize_int8
+    from prm.train import training_labels
 
+    if args.int8 and not args.check:
+        raise ValueError("--int8 needs --check DATA: held-out labelled steps to run the int8 quality gate on")
     out = export_onnx(args.model)
     print(f"ONNX model written to {out}")
     if args.check:
-        diff = parity(args.model, [(e.prompt, e.steps) for e in read_jsonl(args.check)])
-        print(json.dumps({"onnx_max_abs_diff": diff}))
-
+        examples = list(read_jsonl(args.check))
+        items = [(e.prompt, e.steps) for e in examples]
+        report = {"onnx_max_abs_diff": parity(args.model, items)}
+        if args.int8:
+            # Raises Int8GateError with the figures when int8 does not keep fp32 quality.
+            report["int8"] = quantize_int8(args.model, items, [training_labels(e, "hard") for e in examples])
+        print(json.dumps(report))
+        if args.int8:
+            print(f"int8 model written to {args.model}/onnx/model.int8.onnx")
 
 
 def _register_label(sub: argparse._SubParsersAction) -> None:

@@ -1,10 +1,25 @@
 """One scorer API over backends: PyTorch or ONNX Runtime, same inputs, same calibrated outputs.
 
+Backends (``Scorer(folder, backend=...)``):
+
+    torch        PyTorch eager, fp32
+    torch-bf16   PyTorch eager, bf16 weights and activations (the step head stays fp32)
+    onnx         ONNX Runtime, onnx/model.onnx (fp32; CUDA when a GPU is present)
+    onnx-int8    ONNX Runtime, onnx/model.int8.onnx (dynamic int8, written by `prm export --int8`
+                 only when it passed the quality gate)
+
 ``Scorer.score(items)`` takes (prompt, steps) pairs and returns one probability per step. It encodes
-with ``prm.tokenization.encode`` (never drops a step: an input that cannot fit raises
-``TooLongError``), sorts by length so each batch pads little, runs the backend to get step logits
-``[B, T]``, reads them at the separator positions, takes their running minimum when the artifact is
-``monotone``, and applies the artifact's calibration.
+with ``prm.tokenization.encode``, sorts by length so each batch pads only to its own longest row,
+runs the backend to get step logits ``[B, T]``, reads them at the separator positions, takes their
+running minimum when the artifact is ``monotone``, and applies the artifact's calibration with
+``prm.calibrate.apply_calibration`` (the same function for every backend).
+
+Inputs longer than the model's ``max_length`` follow an explicit ``overflow`` policy; no policy
+ever drops a step:
+
+    truncate_prompt  (default) keep every step and as much of the END of the prompt as fits;
+                     raise ``TooLongError`` when the steps alone do not fit
+    error            raise ``TooLongError`` as soon as prompt + steps do not fit
 """
 
 from __future__ import annotations
@@ -17,9 +32,12 @@ import numpy as np
 
 from prm.calibrate import apply_calibration, load_calibration
 from prm.config import AGGREGATIONS, PRMConfig
-from prm.tokenization import encode
+from prm.tokenization import TooLongError, encode
 
 ONNX_FILE = Path("onnx") / "model.onnx"
+ONNX_INT8_FILE = Path("onnx") / "model.int8.onnx"
+BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8")
+OVERFLOW = ("truncate_prompt", "error")
 
 
 def aggregate(step_scores: Sequence[float], how: str) -> float:
@@ -34,33 +52,60 @@ def aggregate(step_scores: Sequence[float], how: str) -> float:
 
 class Scorer:
     def __init__(self, folder: str | Path, backend: str = "onnx", batch_size: int = 16,
-                 threads: int | None = None, calibrated: bool = True):
+                 threads: int | None = None, calibrated: bool = True, overflow: str = "truncate_prompt"):
         from prm.artifacts import check_step_token, load_tokenizer
 
+        problems = []
+        if backend not in BACKENDS:
+            problems.append(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if overflow not in OVERFLOW:
+            problems.append(f"overflow must be one of {OVERFLOW}, got {overflow!r}")
+        if batch_size < 1:
+            problems.append(f"batch_size must be at least 1, got {batch_size}")
+        if problems:
+            raise ValueError("; ".join(problems))
         self.folder = Path(folder)
         self.cfg = PRMConfig.load(self.folder)
-        self.backend = backend
-        self.batch_size = batch_size
+        self.backend, self.batch_size, self.overflow = backend, batch_size, overflow
         self.calibration = load_calibration(self.folder) if calibrated else None
         threads = threads or max(1, os.cpu_count() or 1)
-        if backend == "onnx":
+        if backend.startswith("onnx"):
             self.tokenizer = load_tokenizer(self.folder)
             check_step_token(self.tokenizer, self.cfg)
-            self._run = _onnx_runner(self.folder / ONNX_FILE, threads)
-        elif backend == "torch":
+            path = self.folder / (ONNX_INT8_FILE if backend == "onnx-int8" else ONNX_FILE)
+            self._run = _onnx_runner(path, threads)
+        else:
+            import torch
+
             from prm.artifacts import load_scorer
 
-            model, self.tokenizer, _ = load_scorer(self.folder)
+            bf16 = backend == "torch-bf16"
+            model, self.tokenizer, _ = load_scorer(self.folder, dtype=torch.bfloat16 if bf16 else None)
+            if bf16:
+                # bf16 SDPA is ~7x slower than matmuls for ONE query token on this CPU; at scoring
+                # shapes (8 x 192 tokens, demo model, 1 thread) eager measured 612-802 tok/s and SDPA
+                # 556-725 (noisy, shared cores): no worse, so eager, the attention the export traces.
+                model.backbone.config._attn_implementation = "eager"
             self._run = _torch_runner(model, threads)
-        else:
-            raise ValueError(f"backend must be 'onnx' or 'torch', got {backend!r}")
         self.pad_id = self.tokenizer.pad_token_id
 
-    def step_logits(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[np.ndarray]:
-        encoded = [encode(self.tokenizer, self.cfg.step_token_id, p, s, None, self.cfg.max_length)
-                   for p, s in items]
+    def encode(self, prompt: str, steps: Sequence[str]):
+        """One solution as model input under the ``overflow`` policy (``TooLongError`` when it cannot fit)."""
+        if self.overflow == "error":
+            full = encode(self.tokenizer, self.cfg.step_token_id, prompt, steps, None, 1 << 30)
+            if len(full.input_ids) > self.cfg.max_length:
+                raise TooLongError(
+                    f"prompt + {len(steps)} steps take {len(full.input_ids)} tokens but the model's limit is "
+                    f"{self.cfg.max_length}; shorten the input, or use overflow='truncate_prompt' to keep the "
+                    "end of the prompt")
+            return full
+        return encode(self.tokenizer, self.cfg.step_token_id, prompt, steps, None, self.cfg.max_length)
+
+    def batches(self, items: Sequence[tuple[str, Sequence[str]]]):
+        """(encoded items, [(indices, ids [b, n], mask [b, n])]): sorted by length, padded to each batch's longest."""
+        encoded = [self.encode(p, s) for p, s in items]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
-        out: list[np.ndarray] = [np.empty(0)] * len(encoded)
+        out = []
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
             n = max(len(encoded[i].input_ids) for i in chunk)
@@ -69,6 +114,13 @@ class Scorer:
             for row, i in enumerate(chunk):
                 k = len(encoded[i].input_ids)
                 ids[row, :k], mask[row, :k] = encoded[i].input_ids, 1
+            out.append((chunk, ids, mask))
+        return encoded, out
+
+    def step_logits(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[np.ndarray]:
+        encoded, batches = self.batches(items)
+        out: list[np.ndarray] = [np.empty(0)] * len(encoded)
+        for chunk, ids, mask in batches:
             logits = self._run(ids, mask)  # [b, n]
             for row, i in enumerate(chunk):
                 out[i] = logits[row, encoded[i].step_positions].astype(np.float64)
@@ -89,6 +141,7 @@ def _onnx_runner(path: Path, threads: int):
     # ORT ignores OMP_NUM_THREADS: set both pools deliberately.
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     providers = ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" in ort.get_available_providers() and _cuda_present():
         providers.insert(0, "CUDAExecutionProvider")
@@ -117,6 +170,6 @@ def _torch_runner(model, threads: int):
 
     def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return model.step_logits(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+            return model.step_logits(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
 
     return run

@@ -16,6 +16,7 @@ import sys
 
 from data_tools import cli as data_cli
 from prm import cli as prm_cli
+from prm.scoring import BACKENDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="score solutions in-process (or over HTTP with --url)")
     p.add_argument("model", nargs="?", help="artifact folder (not needed with --url)")
     p.add_argument("data", help="stepwise JSONL")
-    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
+    p.add_argument("--backend", choices=list(BACKENDS), default="onnx")
     p.add_argument("--url", help="score through a running service instead, e.g. http://127.0.0.1:3000")
     p.add_argument("--aggregate", choices=["min", "last", "prod", "mean"], default="min")
     p.add_argument("--output", help="JSONL to write (default: print)")

@@ -19,7 +19,7 @@ def loaded_after(statement: str) -> set[str]:
     ("import data_tools.label_job, data_tools.binary_search, data_tools.openai_completer, data_tools.simulated, "
      "data_tools.vllm_completer", {"prm", "serving", "torch", "transformers", "vllm", "httpx", "tqdm"}),
     ("import prm.train, prm.scoring, prm.export, prm.calibrate, prm.artifacts, prm.cli",
-     {"serving", "bentoml", "onnxruntime", "sklearn"}),
+     {"serving", "bentoml", "onnxruntime", "sklearn", "matplotlib"}),
     ("import serving.client, serving.adapters", {"prm", "torch", "bentoml", "transformers", "onnxruntime"}),
 ])
 def test_layering(statement, forbidden):

@@ -1,0 +1,143 @@
+"""Scored tokens per second of every Scorer backend, next to this machine's bf16 matmul roofline.
+
+Times ``Scorer.step_logits`` (tokenize, sort by length, pad, forward, read step logits) for each
+backend on mixed-length demo-style solutions (2-8 steps, numbers up to 99), counting real (unpadded)
+tokens. Every backend other than PyTorch fp32 must pass the quality gate against it on labelled
+held-out steps (``--check``): step AUROC drop <= 0.005 and >= 99% of calibrated step decisions
+unchanged; int8 is (re)made by ``prm.export.quantize_int8`` with the same gate. In the same run it
+measures the bf16 GEMM throughput at the model's own matmul shapes and turns it into a tokens/s
+roofline (2 x non-embedding parameters FLOPs per token, attention scores included).
+
+    .venv/bin/python benchmarks/scoring_throughput.py --model demo_out/model \\
+        --check demo_out/data/labelled.jsonl [--threads 1] [--solutions 48]
+
+The last line is JSON with best_backend, speedup_vs_torch_fp32, gate_passed, roofline_fraction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from data_tools.problems import generate_dataset  # noqa: E402
+from data_tools.schema import read_jsonl  # noqa: E402
+from prm.scoring import BACKENDS, Scorer  # noqa: E402
+
+
+def workload(n: int, seed: int) -> list[tuple[str, list[str]]]:
+    data = generate_dataset(max(1, n // 2), seed=seed, min_steps=2, max_steps=8, max_number=99)
+    return [(e.prompt, e.steps) for e in data][:n]
+
+
+def throughput(scorer: Scorer, items, repeats: int) -> tuple[float, int]:
+    """(real tokens per second over the best of ``repeats`` passes, real tokens per pass)."""
+    encoded, _ = scorer.batches(items)
+    tokens = sum(len(e.input_ids) for e in encoded)
+    scorer.step_logits(items[: scorer.batch_size])  # warm-up: kernels, ORT arenas
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        scorer.step_logits(items)
+        best = min(best, time.perf_counter() - t0)
+    return tokens / best, tokens
+
+
+def bf16_roofline(folder: Path, mean_len: float, threads: int) -> dict:
+    """bf16 GEMM FLOP/s at the backbone's matmul shapes (M = 8 x mean length), as tokens/s."""
+    import torch
+
+    cfg = json.loads((folder / "config.json").read_text())
+    h, inter, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    kv = h // cfg["num_attention_heads"] * cfg.get("num_key_value_heads", cfg["num_attention_heads"])
+    torch.set_num_threads(threads)
+    m = int(8 * mean_len)
+    shapes = [(h, h), (h, 2 * kv), (h, h), (h, 2 * inter), (inter, h)]  # q, kv, o, gate+up, down
+    flops, seconds = 0.0, 0.0
+    for k, n in shapes:
+        a, b = torch.randn(m, k, dtype=torch.bfloat16), torch.randn(k, n, dtype=torch.bfloat16)
+        for _ in range(3):
+            a @ b
+        reps = 10
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        seconds += (time.perf_counter() - t0) / reps
+        flops += 2.0 * m * k * n
+    gflops = flops / seconds / 1e9
+    per_token = 2.0 * layers * sum(k * n for k, n in shapes) + 4.0 * layers * mean_len * h  # + QK^T and PV
+    return {"bf16_gemm_gflops": gflops, "flops_per_token": per_token, "roofline_tok_s": gflops * 1e9 / per_token}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, help="artifact folder (with onnx/model.onnx)")
+    ap.add_argument("--check", required=True, help="labelled held-out stepwise JSONL for the quality gate")
+    ap.add_argument("--check-limit", type=int, default=120, help="solutions of --check to gate on")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--solutions", type=int, default=48)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=11)
+    args = ap.parse_args()
+
+    import torch
+
+    from prm.export import Int8GateError, compare_backends, quantize_int8
+    from prm.train import training_labels
+
+    torch.set_num_threads(args.threads)
+    folder = Path(args.model)
+    examples = list(read_jsonl(args.check))[: args.check_limit]
+    check_items, check_labels = [(e.prompt, e.steps) for e in examples], [training_labels(e, "hard") for e in examples]
+    gates = {"torch": {"passed": True}}
+    try:
+        gates["onnx-int8"] = quantize_int8(folder, check_items, check_labels)
+    except Int8GateError as exc:
+        gates["onnx-int8"] = exc.figures
+    for backend in ("torch-bf16", "onnx"):
+        gates[backend] = compare_backends(folder, check_items, check_labels, "torch", backend, threads=args.threads)
+
+    items = workload(args.solutions, args.seed)
+    rows = {}
+    for backend in BACKENDS:
+        if backend == "onnx-int8" and not gates[backend]["passed"]:
+            continue  # refused by the gate: no int8 file to time
+        scorer = Scorer(folder, backend=backend, batch_size=args.batch_size, threads=args.threads)
+        tok_s, tokens = throughput(scorer, items, args.repeats)
+        rows[backend] = tok_s
+        del scorer
+    roof = bf16_roofline(folder, tokens / len(items), args.threads)
+    base = rows["torch"]
+    print(f"{len(items)} solutions, {tokens} real tokens (mean {tokens / len(items):.0f}), batch {args.batch_size}, "
+          f"{args.threads} thread(s); bf16 GEMM {roof['bf16_gemm_gflops']:.0f} GFLOP/s -> roofline "
+          f"{roof['roofline_tok_s']:.0f} tok/s")
+    print(f"{'backend':<12}{'tok/s':>10}{'x torch fp32':>14}{'x roofline':>12}  gate")
+    for backend, tok_s in rows.items():
+        g = gates[backend]
+        gate = "reference" if backend == "torch" else (
+            f"{'pass' if g['passed'] else 'FAIL'} (AUROC drop {g['auroc_drop']:+.4f}, "
+            f"decisions unchanged {g['decisions_unchanged']:.4f})")
+        print(f"{backend:<12}{tok_s:>10.0f}{tok_s / base:>14.2f}{tok_s / roof['roofline_tok_s']:>12.2f}  {gate}")
+    if "onnx-int8" not in rows:
+        g = gates["onnx-int8"]
+        print(f"onnx-int8 refused by the gate: AUROC drop {g['auroc_drop']:+.4f}, decisions unchanged "
+              f"{g['decisions_unchanged']:.4f}")
+    passing = {b: v for b, v in rows.items() if gates[b]["passed"]}
+    best = max(passing, key=passing.get)
+    print(json.dumps({"best_backend": best, "tok_s": {b: round(v, 1) for b, v in rows.items()},
+                      "speedup_vs_torch_fp32": round(passing[best] / base, 3), "gate_passed": True,
+                      "int8_gate": {k: gates["onnx-int8"][k] for k in ("passed", "auroc_drop", "decisions_unchanged")},
+                      "roofline_tok_s": round(roof["roofline_tok_s"], 1),
+                      "roofline_fraction": round(passing[best] / roof["roofline_tok_s"], 3),
+                      "threads": args.threads, "tokens": tokens}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Scorer backends, the overflow policy, calibrated parity across backends, and the int8 quality gate."""
+
+import json
+
+import numpy as np
+import pytest
+
+from prm.tokenization import TooLongError
+
+MIXED = [("Tom has 5 apples.", ["a: 5 + 3 = 8", "b: 8 - 2 = 6", "The answer is 6."]), ("Q", ["x", "y"]),
+         ("Ann has 12 pens and buys 30 more. " * 3, ["12 + 30 = 42", "The answer is 42."]), ("Q2", ["1 + 1 = 2"])]
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    from data_tools.problems import generate_dataset
+    from data_tools.schema import write_jsonl
+
+    data = generate_dataset(24, seed=3)
+    for i, ex in enumerate(data):  # both classes, so AUROC is defined
+        ex.labels = [float((i + k) % 3 != 0) for k in range(len(ex.steps))]
+    path = tmp_path_factory.mktemp("data") / "labelled.jsonl"
+    write_jsonl(path, data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def artifact(tiny_backbone, labelled, tmp_path_factory):
+    from data_tools.schema import read_jsonl
+    from prm.export import export_onnx
+    from prm.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("scoring") / "model"
+    train(list(read_jsonl(labelled))[:12], TrainConfig(backbone=str(tiny_backbone), output_dir=str(out), epochs=1,
+                                                        bf16=False))
+    export_onnx(out)
+    return out
+
+
+def run_cli(*argv):
+    from serving.cli import main
+
+    return main(list(argv))
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic"])
+def test_calibrated_torch_and_onnx_agree_on_mixed_length_batches(artifact, labelled, method, capsys, tmp_path):
+    from prm.scoring import Scorer
+
+    assert run_cli("calibrate", str(artifact), str(labelled), "--method", method, "--per-position",
+                   "--plot", str(tmp_path / "rel.png")) == 0
+    report = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert report["method"] == method and report["steps"] > 0 and {"ece_before", "ece_after", "brier_after"} <= set(report)
+    assert (tmp_path / "rel.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((artifact / "calibration.json").read_text())["method"] == "per_position"
+    torch_scores = Scorer(artifact, backend="torch", batch_size=3).score(MIXED)
+    onnx_scores = Scorer(artifact, backend="onnx", batch_size=3).score(MIXED)
+    for t, o, (_, steps) in zip(torch_scores, onnx_scores, MIXED, strict=True):
+        assert len(t) == len(o) == len(steps)
+        np.testing.assert_allclose(t, o, atol=1e-4)
+
+
+def test_batches_sort_by_length_and_pad_only_to_their_longest(artifact):
+    from prm.scoring import Scorer
+
+    scorer = Scorer(artifact, backend="onnx", batch_size=2, calibrated=False)
+    encoded, batches = scorer.batches(MIXED)
+    lengths = [len(e.input_ids) for e in encoded]
+    assert [i for chunk, _, _ in batches for i in chunk] == sorted(range(len(MIXED)), key=lengths.__getitem__)
+    for chunk, ids, mask in batches:
+        assert ids.shape[1] == max(lengths[i] for i in chunk) and mask.sum() == sum(lengths[i] for i in chunk)
+    one_by_one = Scorer(artifact, backend="onnx", batch_size=1, calibrated=False).step_logits(MIXED)
+    for a, b in zip(scorer.step_logits(MIXED), one_by_one, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_bf16_backend_scores_every_step_close_to_fp32(artifact):
+    from prm.scoring import Scorer
+
+    fp32 = Scorer(artifact, backend="torch", calibrated=False).step_logits(MIXED)
+    bf16 = Scorer(artifact, backend="torch-bf16", calibrated=False).step_logits(MIXED)
+    for a, b in zip(fp32, bf16, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, atol=0.1)
+
+
+def test_overflow_policies_never_drop_a_step(artifact):
+    from prm.scoring import Scorer
+
+    long_prompt = ("Ann has 12 pens. " * 20, ["12 + 30 = 42", "The answer is 42."])
+    strict = Scorer(artifact, backend="onnx", overflow="error")
+    lenient = Scorer(artifact, backend="onnx")
+    for s in (strict, lenient):
+        s.cfg.max_length = 40
+    with pytest.raises(TooLongError, match="limit is 40.*truncate_prompt"):
+        strict.score([long_prompt])
+    kept = lenient.encode(*long_prompt)
+    assert len(kept.input_ids) <= 40 and len(kept.step_positions) == 2
+    assert len(lenient.score([long_prompt])[0]) == 2
+    with pytest.raises(TooLongError, match="steps alone"):
+        lenient.score([("Q", ["1 + 1 = 2 " * 30])])
+
+
+def test_bad_backend_and_policy_are_named(artifact):
+    from prm.scoring import Scorer
+
+    with pytest.raises(ValueError, match="backend must be one of.*'tensorrt'.*overflow must be one of.*'drop'"):
+        Scorer(artifact, backend="tensorrt", overflow="drop")
+
+
+def test_int8_export_passes_the_gate_or_is_refused_with_figures(artifact, labelled, capsys):
+    from data_tools.schema import read_jsonl
+    from prm.export import Int8Gate, Int8GateError, quantize_int8
+    from prm.scoring import Scorer
+    from prm.train import training_labels
+
+    assert run_cli("export", str(artifact), "--int8", "--check", str(labelled)) == 0
+    out = capsys.readouterr().out
+    report = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    assert report["int8"]["passed"] and report["int8"]["decisions_unchanged"] >= 0.99
+    assert (artifact / "onnx" / "model.int8.onnx").is_file()
+    assert len(Scorer(artifact, backend="onnx-int8").score(MIXED)[0]) == 3
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    assert "onnx/model.int8.onnx" in manifest["files"]
+
+    examples = list(read_jsonl(labelled))
+    with pytest.raises(Int8GateError, match="refused.*decisions_unchanged") as err:
+        quantize_int8(artifact, [(e.prompt, e.steps) for e in examples], [training_labels(e, "hard") for e in examples],
+                      Int8Gate(min_agreement=1.01))  # impossible: forces the refusal path
+    assert err.value.figures["passed"] is False and err.value.figures["steps"] > 0
+    assert not (artifact / "onnx" / "model.int8.onnx").exists() and (artifact / "onnx" / "model.onnx").is_file()
+
+
+def test_int8_leaves_attention_products_the_down_projections_and_the_head_in_fp32(artifact):
+    from prm.export import int8_matmuls
+
+    # tiny model: 2 layers x (q, k, v, o, gate, up); its 2 x 2 attention products, 2 down projections and
+    # the step head stay fp32
+    assert len(int8_matmuls(artifact / "onnx" / "model.onnx")) == 12
+
+
+def test_int8_without_check_data_is_refused(artifact, capsys):
+    assert run_cli("export", str(artifact), "--int8") == 2
+    assert "--int8 needs --check DATA" in capsys.readouterr().err
+
+
+def test_readme_calibration_and_backend_commands_run(artifact, labelled, tmp_path, monkeypatch):
+    import re
+    import shlex
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(artifact, tmp_path / "model")
+    shutil.copy(labelled, tmp_path / "heldout.jsonl")
+    monkeypatch.chdir(tmp_path)
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### Calibrated scores, scoring backends and int8", 1)[1].split("```", 2)[1]
+    commands = [shlex.split(re.sub(r"\s+#.*$", "", line))[1:] for line in section.splitlines()
+                if line.startswith("prm ")]
+    assert [c[0] for c in commands] == ["calibrate", "export", "score"]
+    for argv in commands:
+        assert run_cli(*argv) == 0, argv
+    assert Path("reliability.png").is_file() and Path("model/onnx/model.int8.onnx").is_file()
