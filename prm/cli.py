@@ -21,6 +21,7 @@ from data_tools.openai_completer import OpenAIConfig
 from data_tools.rollouts import Sampling
 from data_tools.simulated import SimulatedConfig
 from data_tools.vllm_completer import VLLMConfig
+from prm.config import AGGREGATIONS
 
 COMPLETERS = ("hf", "openai", "vllm", "simulated")
 # Each backend's own flags: (its config class, the flag prefix); flags of the others must stay unset.
@@ -56,6 +57,53 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="artifact folder")
     p.add_argument("--check", metavar="DATA", help="stepwise JSONL to check torch/ONNX parity on")
     p.set_defaults(func=_export)
+
+    _register_eval(sub)
+
+
+def _register_eval(sub: argparse._SubParsersAction) -> None:
+    from data_tools.formats import FORMATS
+    from prm.eval.run import BACKENDS, BestOfNConfig, ProcessBenchConfig, ScoreConfig
+
+    p = sub.add_parser("eval", help="evaluate an artifact: ProcessBench F1, best-of-N, step AUROC",
+                       description="Score DATA with MODEL and print the metrics as one JSON line.")
+    evals = p.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    q = evals.add_parser(
+        "processbench", help="ProcessBench: first-error accuracy on erroneous and correct solutions, and their F1",
+        description="A solution's predicted first error is its first step scored below the threshold (or -1); "
+        "it counts when it equals the labelled one. Prints acc_erroneous, acc_correct, f1 (their harmonic "
+        "mean), n, step_auroc, step_ece and last_step_min_share (wrong solutions whose lowest step score is "
+        "on the last step) as JSON; per-subset metrics when the ids name ProcessBench subsets.")
+    q.add_argument("model", help="artifact folder")
+    q.add_argument("data", help="labelled solutions (ProcessBench JSON/JSONL/Parquet by default, see --format)")
+    add_config_flags(q, ProcessBenchConfig, choices={"format": list(FORMATS)})
+    add_config_flags(q.add_argument_group("scoring"), ScoreConfig, choices={"backend": BACKENDS})
+    q.set_defaults(func=_eval_processbench)
+
+    b = evals.add_parser(
+        "bon", help="best-of-N: pick the top-scored candidate per problem; vs majority vote, random and oracle",
+        description="DATA holds one candidate solution per row, grouped into problems by meta.problem_id (or "
+        "the prompt). Prints the selection accuracy of the PRM (--agg), of majority and PRM-weighted voting "
+        "over final answers, of a random pick and of the oracle, overall and at smaller N (by_n).")
+    b.add_argument("model", help="artifact folder")
+    b.add_argument("data", help="candidate solutions (stepwise JSONL by default, see --format)")
+    add_config_flags(b, BestOfNConfig, choices={"agg": AGGREGATIONS, "format": list(FORMATS)})
+    add_config_flags(b.add_argument_group("scoring"), ScoreConfig, choices={"backend": BACKENDS})
+    b.set_defaults(func=_eval_bon)
+
+
+def _eval_processbench(args: argparse.Namespace) -> None:
+    from prm.eval.run import ProcessBenchConfig, ScoreConfig, run_processbench
+
+    result = run_processbench(args.model, args.data, config_from(args, ScoreConfig),
+                              config_from(args, ProcessBenchConfig))
+    print(json.dumps(result))
+
+
+def _eval_bon(args: argparse.Namespace) -> None:
+    from prm.eval.run import BestOfNConfig, ScoreConfig, run_bon
+
+    print(json.dumps(run_bon(args.model, args.data, config_from(args, ScoreConfig), config_from(args, BestOfNConfig))))
 
 
 def _train(args: argparse.Namespace) -> None:

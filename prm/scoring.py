@@ -34,11 +34,13 @@ def aggregate(step_scores: Sequence[float], how: str) -> float:
 
 class Scorer:
     def __init__(self, folder: str | Path, backend: str = "onnx", batch_size: int = 16,
-                 threads: int | None = None, calibrated: bool = True):
+                 threads: int | None = None, calibrated: bool = True, max_length: int | None = None):
         from prm.artifacts import check_step_token, load_tokenizer
 
         self.folder = Path(folder)
         self.cfg = PRMConfig.load(self.folder)
+        if max_length:  # longer inputs than the model was trained on, where its positions allow
+            self.cfg.max_length = max_length
         self.backend = backend
         self.batch_size = batch_size
         self.calibration = load_calibration(self.folder) if calibrated else None

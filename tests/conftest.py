@@ -19,3 +19,16 @@ def tiny_completer(tiny_backbone):
     from prm.rollout_model import load_completer
 
     return load_completer(str(tiny_backbone), max_new_tokens=12, temperature=1.0, bf16=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tiny_backbone, tmp_path_factory) -> Path:
+    """A PRM artifact trained for one epoch on the tiny backbone with ground-truth labels (fp32)."""
+    from data_tools.problems import generate_dataset, ground_truth_labels
+    from data_tools.schema import StepwiseExample
+    from prm.train import TrainConfig, train
+
+    data = [StepwiseExample(e.prompt, e.steps, ground_truth_labels(e), e.meta) for e in generate_dataset(24)]
+    out = tmp_path_factory.mktemp("artifact") / "model"
+    return train(data, TrainConfig(backbone=str(tiny_backbone), output_dir=str(out), epochs=1, bf16=False,
+                                   probe_init=False, batch_size=8))
