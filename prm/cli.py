@@ -32,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_label(sub)
 
     p = sub.add_parser("train", help="train a PRM on labelled stepwise JSONL")
-    p.add_argument("data", help="labelled stepwise JSONL")
+    p.add_argument("data", help="labelled solutions (stepwise JSONL by default, see --format)")
+    p.add_argument("--format", default="stepwise", help="format of DATA, as prm convert reads it: stepwise, trl, "
+                   "math-shepherd, processbench, prm800k, gsm8k")
     p.add_argument("--out", required=True, help="artifact folder to write")
     p.add_argument("--backbone", default="smollm2-135m")
     p.add_argument("--epochs", type=float, default=3.0)
@@ -45,6 +47,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--freeze-layers", type=int, default=0, help="freeze embeddings and the first N layers")
     p.add_argument("--monotone", action="store_true", help="score steps by running minimum (first-error semantics)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=0, help="stop after N optimizer steps (0: run the epochs)")
+    p.add_argument("--grad-accum", type=int, default=1, help="forward passes per optimizer step")
+    p.add_argument("--last-step-only", action="store_true", help="train on each solution's last labelled step only")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations: less memory, slower")
+    p.add_argument("--lora-r", type=int, default=0, help="LoRA rank (0: full fine-tuning); merged on save")
+    p.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA alpha (update scaled by alpha / r)")
+    p.add_argument("--lora-dropout", type=float, default=0.0)
+    p.add_argument("--no-probe-init", action="store_true", help="start the head at random instead of a linear probe")
+    p.add_argument("--no-group-by-length", action="store_true", help="random batches instead of length-grouped ones")
+    p.add_argument("--save-steps", type=int, default=0, help="checkpoint every N steps into OUT/checkpoints (0: none)")
+    p.add_argument("--save-total-limit", type=int, default=2, help="checkpoints kept")
+    p.add_argument("--resume", nargs="?", const="latest", default="",
+                   help="resume from OUT/checkpoints' newest checkpoint (or the folder given); same data and settings")
+    p.add_argument("--logging-steps", type=int, default=0, help="log the loss every N steps (0: twice per epoch)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("calibrate", help="fit temperature scaling on held-out labelled steps")
@@ -107,15 +123,20 @@ def _eval_bon(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from data_tools.schema import read_jsonl
+    from data_tools.formats import read
     from prm.train import TrainConfig, train
 
     cfg = TrainConfig(backbone=args.backbone, output_dir=args.out, epochs=args.epochs, learning_rate=args.lr,
                       batch_size=args.batch_size, max_length=args.max_length, label_type=args.label_type,
                       bf16=not args.no_bf16, seed=args.seed, num_layers=args.layers,
-                      freeze_layers=args.freeze_layers, monotone=args.monotone)
+                      freeze_layers=args.freeze_layers, monotone=args.monotone, max_steps=args.max_steps,
+                      grad_accum=args.grad_accum, last_step_only=args.last_step_only,
+                      gradient_checkpointing=args.gradient_checkpointing, lora_r=args.lora_r,
+                      lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, probe_init=not args.no_probe_init,
+                      group_by_length=not args.no_group_by_length, save_steps=args.save_steps,
+                      save_total_limit=args.save_total_limit, resume=args.resume, logging_steps=args.logging_steps)
     cfg.check()  # before reading data or loading a model
-    out = train(list(read_jsonl(args.data)), cfg)
+    out = train(list(read(args.format, args.data)), cfg)
     print(f"trained PRM written to {out}")
 
 
