@@ -94,8 +94,8 @@ def add_config_flags(parser: Any, cls: type, choices: Mapping[str, Sequence[str]
                                 help=f"{doc} (comma-separated, default {shown})")
         else:
             kind: Any = type(default) if default is not None else (float if "float" in str(f.type) else str)
-            parser.add_argument(flag, type=kind, default=default, choices=choices.get(f.name),
-                                help=f"{doc} (default {default})")
+            shown = "" if default is None else f" (default {default})"  # None: the doc says what happens
+            parser.add_argument(flag, type=kind, default=default, choices=choices.get(f.name), help=doc + shown)
 
 
 def config_from(args: argparse.Namespace, cls: type, prefix: str = "") -> Any:

@@ -6,6 +6,7 @@
     prm_config.json                  separator and its id, max length, aggregation, label type
     calibration.json                 when calibrated
     onnx/model.onnx                  when exported
+    training.json                    how it was trained (settings, loss history, tokens seen)
     manifest.json                    versions and sha256 of every file
 
 Loading never unpickles (safetensors and JSON only) and never passes ``trust_remote_code``.
@@ -20,6 +21,7 @@ from pathlib import Path
 from prm.config import PRMConfig
 
 HEAD_FILE = "step_head.safetensors"
+TRAINING_FILE = "training.json"
 
 
 def load_tokenizer(folder: str | Path, step_token: str | None = None):
@@ -78,7 +80,8 @@ def truncate_layers(model, num_layers: int) -> None:
         model.config.layer_types = model.config.layer_types[:num_layers]
 
 
-def save_artifact(scorer, tokenizer, cfg: PRMConfig, folder: str | Path) -> Path:
+def save_artifact(scorer, tokenizer, cfg: PRMConfig, folder: str | Path, training: dict | None = None) -> Path:
+    """Write the artifact folder; ``training`` (what the run was) goes to ``training.json``."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -87,6 +90,8 @@ def save_artifact(scorer, tokenizer, cfg: PRMConfig, folder: str | Path) -> Path
     save_file({k: v.detach().contiguous().cpu() for k, v in scorer.head.state_dict().items()}, folder / HEAD_FILE)
     tokenizer.save_pretrained(folder)
     cfg.save(folder)
+    if training is not None:
+        (folder / TRAINING_FILE).write_text(json.dumps(training, indent=1) + "\n")
     write_manifest(folder)
     return folder
 
@@ -125,8 +130,10 @@ def write_manifest(folder: str | Path) -> dict:
     folder = Path(folder)
     files = {}
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name != "manifest.json":
-            files[str(path.relative_to(folder))] = _sha256(path)
+        rel = path.relative_to(folder)
+        # checkpoints/ holds training state for --resume, not the model
+        if path.is_file() and path.name != "manifest.json" and rel.parts[0] != "checkpoints":
+            files[str(rel)] = _sha256(path)
     manifest = {"format": "prm-toolkit-artifact/1", "python": platform.python_version(),
                 "torch": torch.__version__, "transformers": transformers.__version__, "files": files}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -22,6 +22,7 @@ from data_tools.rollouts import Sampling
 from data_tools.simulated import SimulatedConfig
 from data_tools.vllm_completer import VLLMConfig
 from prm.calibrate import METHODS as CALIBRATION_METHODS
+from prm.config import AGGREGATIONS
 
 COMPLETERS = ("hf", "openai", "vllm", "simulated")
 # Each backend's own flags: (its config class, the flag prefix); flags of the others must stay unset.
@@ -32,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_label(sub)
 
     p = sub.add_parser("train", help="train a PRM on labelled stepwise JSONL")
-    p.add_argument("data", help="labelled stepwise JSONL")
+    p.add_argument("data", help="labelled solutions (stepwise JSONL by default, see --format)")
+    p.add_argument("--format", default="stepwise", help="format of DATA, as prm convert reads it: stepwise, trl, "
+                   "math-shepherd, processbench, prm800k, gsm8k")
     p.add_argument("--out", required=True, help="artifact folder to write")
     p.add_argument("--backbone", default="smollm2-135m")
     p.add_argument("--epochs", type=float, default=3.0)
@@ -45,6 +48,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--freeze-layers", type=int, default=0, help="freeze embeddings and the first N layers")
     p.add_argument("--monotone", action="store_true", help="score steps by running minimum (first-error semantics)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=0, help="stop after N optimizer steps (0: run the epochs)")
+    p.add_argument("--grad-accum", type=int, default=1, help="forward passes per optimizer step")
+    p.add_argument("--last-step-only", action="store_true", help="train on each solution's last labelled step only")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations: less memory, slower")
+    p.add_argument("--lora-r", type=int, default=0, help="LoRA rank (0: full fine-tuning); merged on save")
+    p.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA alpha (update scaled by alpha / r)")
+    p.add_argument("--lora-dropout", type=float, default=0.0)
+    p.add_argument("--no-probe-init", action="store_true", help="start the head at random instead of a linear probe")
+    p.add_argument("--no-group-by-length", action="store_true", help="random batches instead of length-grouped ones")
+    p.add_argument("--save-steps", type=int, default=0, help="checkpoint every N steps into OUT/checkpoints (0: none)")
+    p.add_argument("--save-total-limit", type=int, default=2, help="checkpoints kept")
+    p.add_argument("--resume", nargs="?", const="latest", default="",
+                   help="resume from OUT/checkpoints' newest checkpoint (or the folder given); same data and settings")
+    p.add_argument("--logging-steps", type=int, default=0, help="log the loss every N steps (0: twice per epoch)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("calibrate", help="fit a step-score calibrator on held-out labelled steps",
@@ -70,17 +87,69 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "only if it passes the quality gate against fp32 on --check's labelled steps")
     p.set_defaults(func=_export)
 
+    _register_eval(sub)
+
+
+def _register_eval(sub: argparse._SubParsersAction) -> None:
+    from data_tools.formats import FORMATS
+    from prm.eval.run import BACKENDS, BestOfNConfig, ProcessBenchConfig, ScoreConfig
+
+    p = sub.add_parser("eval", help="evaluate an artifact: ProcessBench F1, best-of-N, step AUROC",
+                       description="Score DATA with MODEL and print the metrics as one JSON line.")
+    evals = p.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    q = evals.add_parser(
+        "processbench", help="ProcessBench: first-error accuracy on erroneous and correct solutions, and their F1",
+        description="A solution's predicted first error is its first step scored below the threshold (or -1); "
+        "it counts when it equals the labelled one. Prints acc_erroneous, acc_correct, f1 (their harmonic "
+        "mean), n, step_auroc, step_ece and last_step_min_share (wrong solutions whose lowest step score is "
+        "on the last step) as JSON; per-subset metrics when the ids name ProcessBench subsets.")
+    q.add_argument("model", help="artifact folder")
+    q.add_argument("data", help="labelled solutions (ProcessBench JSON/JSONL/Parquet by default, see --format)")
+    add_config_flags(q, ProcessBenchConfig, choices={"format": list(FORMATS)})
+    add_config_flags(q.add_argument_group("scoring"), ScoreConfig, choices={"backend": BACKENDS})
+    q.set_defaults(func=_eval_processbench)
+
+    b = evals.add_parser(
+        "bon", help="best-of-N: pick the top-scored candidate per problem; vs majority vote, random and oracle",
+        description="DATA holds one candidate solution per row, grouped into problems by meta.problem_id (or "
+        "the prompt). Prints the selection accuracy of the PRM (--agg), of majority and PRM-weighted voting "
+        "over final answers, of a random pick and of the oracle, overall and at smaller N (by_n).")
+    b.add_argument("model", help="artifact folder")
+    b.add_argument("data", help="candidate solutions (stepwise JSONL by default, see --format)")
+    add_config_flags(b, BestOfNConfig, choices={"agg": AGGREGATIONS, "format": list(FORMATS)})
+    add_config_flags(b.add_argument_group("scoring"), ScoreConfig, choices={"backend": BACKENDS})
+    b.set_defaults(func=_eval_bon)
+
+
+def _eval_processbench(args: argparse.Namespace) -> None:
+    from prm.eval.run import ProcessBenchConfig, ScoreConfig, run_processbench
+
+    result = run_processbench(args.model, args.data, config_from(args, ScoreConfig),
+                              config_from(args, ProcessBenchConfig))
+    print(json.dumps(result))
+
+
+def _eval_bon(args: argparse.Namespace) -> None:
+    from prm.eval.run import BestOfNConfig, ScoreConfig, run_bon
+
+    print(json.dumps(run_bon(args.model, args.data, config_from(args, ScoreConfig), config_from(args, BestOfNConfig))))
+
 
 def _train(args: argparse.Namespace) -> None:
-    from data_tools.schema import read_jsonl
+    from data_tools.formats import read
     from prm.train import TrainConfig, train
 
     cfg = TrainConfig(backbone=args.backbone, output_dir=args.out, epochs=args.epochs, learning_rate=args.lr,
                       batch_size=args.batch_size, max_length=args.max_length, label_type=args.label_type,
                       bf16=not args.no_bf16, seed=args.seed, num_layers=args.layers,
-                      freeze_layers=args.freeze_layers, monotone=args.monotone)
+                      freeze_layers=args.freeze_layers, monotone=args.monotone, max_steps=args.max_steps,
+                      grad_accum=args.grad_accum, last_step_only=args.last_step_only,
+                      gradient_checkpointing=args.gradient_checkpointing, lora_r=args.lora_r,
+                      lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, probe_init=not args.no_probe_init,
+                      group_by_length=not args.no_group_by_length, save_steps=args.save_steps,
+                      save_total_limit=args.save_total_limit, resume=args.resume, logging_steps=args.logging_steps)
     cfg.check()  # before reading data or loading a model
-    out = train(list(read_jsonl(args.data)), cfg)
+    out = train(list(read(args.format, args.data)), cfg)
     print(f"trained PRM written to {out}")
 
 

@@ -26,9 +26,12 @@ class StepScorer(nn.Module):
     def config(self):
         return self.backbone.config
 
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.backbone(input_ids=input_ids, attention_mask=attention_mask,
+                             use_cache=False).last_hidden_state  # [B, T, H]
+
     def step_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
-                               use_cache=False).last_hidden_state  # [B, T, H]
+        hidden = self.hidden_states(input_ids, attention_mask)  # [B, T, H]
         # The head always runs in fp32, also under bf16 autocast: its logit is a sum of large
         # terms that cancel (hidden states of middle layers reach the hundreds), and bf16's 8-bit
         # mantissa turns that into errors of several logits.
@@ -55,3 +58,10 @@ class StepLogitsForExport(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.scorer.step_logits(input_ids, attention_mask)
+
+
+def unwrap_peft(backbone: nn.Module) -> nn.Module:
+    """A peft-wrapped backbone with its adapters merged into the weights; any other module as is."""
+    if hasattr(backbone, "merge_and_unload") and hasattr(backbone, "peft_config"):
+        return backbone.merge_and_unload()
+    return backbone

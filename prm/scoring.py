@@ -52,7 +52,8 @@ def aggregate(step_scores: Sequence[float], how: str) -> float:
 
 class Scorer:
     def __init__(self, folder: str | Path, backend: str = "onnx", batch_size: int = 16,
-                 threads: int | None = None, calibrated: bool = True, overflow: str = "truncate_prompt"):
+                 threads: int | None = None, calibrated: bool = True, overflow: str = "truncate_prompt",
+                 max_length: int | None = None):
         from prm.artifacts import check_step_token, load_tokenizer
 
         problems = []
@@ -66,6 +67,8 @@ class Scorer:
             raise ValueError("; ".join(problems))
         self.folder = Path(folder)
         self.cfg = PRMConfig.load(self.folder)
+        if max_length:  # longer inputs than the model was trained on, where its positions allow
+            self.cfg.max_length = max_length
         self.backend, self.batch_size, self.overflow = backend, batch_size, overflow
         self.calibration = load_calibration(self.folder) if calibrated else None
         threads = threads or max(1, os.cpu_count() or 1)

@@ -1,16 +1,33 @@
 """Training a PRM on stepwise examples with transformers' Trainer.
 
-The model is ``prm.model.StepScorer``; the data are stepwise examples encoded by
-``prm.tokenization.encode`` (label on each step's separator). Because the loop is the stock
-``Trainer``, ``accelerate launch`` and DeepSpeed configs apply unchanged.
+The model is ``prm.model.StepScorer`` (any Hugging Face causal LM backbone, loaded without its LM
+head, plus a linear step head read at the separator token); the data are stepwise examples encoded
+by ``prm.tokenization.encode`` (each step's label on its separator; a 0.25 label trains toward 0.25
+through binary cross-entropy). Because the loop is the stock ``Trainer``, ``accelerate launch``
+(DDP, and the DeepSpeed and FSDP configs in ``configs/``) applies unchanged.
+
+What this module adds to the stock loop:
+
+- batches of similar length (``LengthGroupedSampler``): no compute on padding that a smarter batch
+  would avoid, and, unlike transformers' own length grouping, an order that depends only on the
+  seed and the epoch, so a resumed run and every DDP rank see the same batches;
+- checkpoints every ``save_steps`` and ``resume``: model, optimizer, scheduler, RNG and data
+  position, so an interrupted run continues to the result of an uninterrupted one; a resume with
+  other settings or other data is refused;
+- LoRA through peft (merged into the backbone when the artifact is written, which stays plain
+  safetensors), gradient checkpointing, bf16 autocast, training on the last step only, a head
+  fitted as a linear probe before fine-tuning.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from data_tools.schema import StepwiseExample
@@ -19,21 +36,29 @@ from prm.tokenization import IGNORE, encode
 
 log = logging.getLogger(__name__)
 
+CHECKPOINTS = "checkpoints"
+RUN_FILE = "train_run.json"  # in the checkpoints folder: what a resume must match
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
 
 @dataclass
 class TrainConfig:
     backbone: str = "smollm2-135m"
     """Backbone folder or hub name; 'smollm2-135m' is the embedded default."""
     output_dir: str = "prm_model"
-    """Where the trained artifact is written."""
+    """Where the trained artifact is written (checkpoints go to its checkpoints/ folder)."""
     epochs: float = 3.0
     """Passes over the training data."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0: run the epochs)."""
     learning_rate: float = 5e-5
     """Peak learning rate of the backbone (linear decay, short warm-up)."""
     head_lr_multiplier: float = 20.0
     """A randomly initialised head learns this many times faster than the backbone (1x after probe init)."""
     batch_size: int = 8
-    """Examples per optimizer step."""
+    """Examples per forward pass (per process under accelerate launch)."""
+    grad_accum: int = 1
+    """Forward passes per optimizer step."""
     num_layers: int = 0
     """Keep only the first N backbone layers (0: all); the head reads the last kept one."""
     freeze_layers: int = 0
@@ -46,9 +71,31 @@ class TrainConfig:
     max_length: int = 512
     """Longest input in tokens; longer prompts are cut from the left, steps are never cut."""
     label_type: str = "soft"
-    """'soft' trains toward the MC fraction, 'hard' toward whether any rollout succeeded."""
+    """'soft' trains toward the label as given (an MC fraction of 0.25 toward 0.25), 'hard' toward
+    whether any rollout succeeded (meta.hard_labels, or label > 0)."""
+    last_step_only: bool = False
+    """Train on each solution's last labelled step only (an outcome-style target on the same model)."""
     bf16: bool = True
     """bf16 autocast (about 3x faster than fp32 on CPUs with AVX-512 BF16)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory for longer inputs, ~30% slower."""
+    lora_r: int = 0
+    """LoRA rank (0: fine-tune the weights themselves). Adapters go on the attention and MLP
+    projections of the unfrozen layers; the head and the separator embedding train fully."""
+    lora_alpha: float = 16.0
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA path."""
+    group_by_length: bool = True
+    """Batch examples of similar length together (less padding); off: plain random batches."""
+    save_steps: int = 0
+    """Write a checkpoint every N optimizer steps to OUT/checkpoints (0: none)."""
+    save_total_limit: int = 2
+    """Checkpoints kept (the oldest are deleted)."""
+    resume: str = ""
+    """Resume from a checkpoint folder, or 'latest' for the newest in OUT/checkpoints."""
+    logging_steps: int = 0
+    """Log the loss every N steps (0: twice per epoch)."""
     seed: int = 0
     """Seed for head init and data order."""
     step_token: str = DEFAULT_STEP_TOKEN
@@ -62,16 +109,30 @@ class TrainConfig:
             problems.append(f"--label-type must be 'soft' or 'hard', got {self.label_type!r}")
         if self.epochs <= 0:
             problems.append(f"--epochs must be positive, got {self.epochs}")
-        if self.batch_size < 1:
-            problems.append(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.num_layers < 0:
-            problems.append(f"--layers must be 0 (all) or positive, got {self.num_layers}")
-        if self.freeze_layers < 0:
-            problems.append(f"--freeze-layers must be 0 or positive, got {self.freeze_layers}")
+        for flag, value, low in (("--batch-size", self.batch_size, 1), ("--grad-accum", self.grad_accum, 1),
+                                 ("--max-steps", self.max_steps, 0), ("--layers", self.num_layers, 0),
+                                 ("--freeze-layers", self.freeze_layers, 0), ("--lora-r", self.lora_r, 0),
+                                 ("--save-steps", self.save_steps, 0), ("--save-total-limit", self.save_total_limit, 1),
+                                 ("--logging-steps", self.logging_steps, 0), ("--max-length", self.max_length, 8)):
+            if value < low:
+                problems.append(f"{flag} must be at least {low}, got {value}")
         if self.learning_rate <= 0:
             problems.append(f"--lr must be positive, got {self.learning_rate}")
+        if not 0 <= self.lora_dropout < 1:
+            problems.append(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.num_layers and self.freeze_layers >= self.num_layers:
+            problems.append(f"--freeze-layers {self.freeze_layers} leaves nothing to train of --layers {self.num_layers}")
+        if self.resume and self.resume != "latest" and not Path(self.resume).is_dir():
+            problems.append(f"--resume {self.resume}: no such checkpoint folder (or 'latest')")
         if problems:
             raise ValueError("invalid training config:\n  " + "\n  ".join(problems))
+
+    def run_settings(self) -> dict:
+        """The settings that decide the result: a resume must match them."""
+        out = asdict(self)
+        for key in ("resume", "save_steps", "save_total_limit", "logging_steps", "output_dir"):
+            out.pop(key)
+        return out
 
 
 def training_labels(ex: StepwiseExample, label_type: str) -> list[float | None]:
@@ -82,6 +143,16 @@ def training_labels(ex: StepwiseExample, label_type: str) -> list[float | None]:
             return [None if h is None else float(bool(h)) for h in hard]
         return [None if lab is None else float(lab > 0) for lab in ex.float_labels()]
     return ex.float_labels()
+
+
+def last_step_labels(labels: Sequence[float | None]) -> list[float | None]:
+    """Only the last labelled step keeps its label."""
+    out: list[float | None] = [None] * len(labels)
+    for i in range(len(labels) - 1, -1, -1):
+        if labels[i] is not None:
+            out[i] = labels[i]
+            break
+    return out
 
 
 class PadCollator:
@@ -105,16 +176,56 @@ class PadCollator:
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def length_grouped_indices(lengths: Sequence[int], batch_size: int, seed: int, mega: int = 50) -> list[int]:
+    """A permutation of ``range(len(lengths))`` whose consecutive ``batch_size`` slices hold examples of
+    similar length: shuffle, sort within mega-batches of ``mega`` batches, cut into batches, shuffle
+    the batches. Depends on nothing but its arguments."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(lengths), generator=g).tolist()
+    size = mega * batch_size
+    batches = []
+    for start in range(0, len(perm), size):
+        chunk = sorted(perm[start:start + size], key=lambda i: lengths[i])
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    order = torch.randperm(len(batches), generator=g).tolist()
+    return [i for b in order for i in batches[b]]
+
+
+class LengthGroupedSampler:
+    """Length-grouped order for the Trainer, reproducible from (seed, epoch) alone.
+
+    ``batch_size`` is the global batch (per-process batch x processes): under DDP, accelerate hands
+    consecutive per-process batches to consecutive ranks, so each global batch is one length group
+    and no rank waits at the all-reduce for a longer one.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed, self.epoch = list(lengths), batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        return iter(length_grouped_indices(self.lengths, self.batch_size, self.seed * 1_000_003 + self.epoch))
+
+
 def encode_dataset(examples: Sequence[StepwiseExample], tokenizer, sep_id: int, cfg: TrainConfig) -> list[dict]:
     rows, dropped, skipped = [], 0, 0
     for ex in examples:
         if ex.labels is None:
             skipped += 1
             continue
-        enc = encode(tokenizer, sep_id, ex.prompt, ex.steps, training_labels(ex, cfg.label_type),
-                     cfg.max_length, drop_overflow=True)
+        labels = training_labels(ex, cfg.label_type)
+        if cfg.last_step_only:
+            labels = last_step_labels(labels)
+        enc = encode(tokenizer, sep_id, ex.prompt, ex.steps, labels, cfg.max_length, drop_overflow=True)
         dropped += enc.dropped_steps
-        if enc.step_positions:
+        if any(lab != IGNORE for lab in enc.labels):
             rows.append({"input_ids": enc.input_ids, "labels": enc.labels})
     if dropped or skipped:
         log.warning("training data: %d steps beyond max_length=%d dropped, %d unlabelled examples skipped",
@@ -124,53 +235,154 @@ def encode_dataset(examples: Sequence[StepwiseExample], tokenizer, sep_id: int, 
     return rows
 
 
-def train(examples: Sequence[StepwiseExample], cfg: TrainConfig) -> Path:
-    """Train and save an artifact in ``cfg.output_dir``; returns its path."""
-    import torch
-    from transformers import TrainingArguments, set_seed
+def rows_digest(rows: Sequence[dict]) -> str:
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(json.dumps([r["input_ids"], r["labels"]]).encode())
+    return h.hexdigest()
 
-    from prm.artifacts import new_scorer, save_artifact
 
-    cfg.check()
-    set_seed(cfg.seed)
+def find_checkpoint(cfg: TrainConfig) -> str | None:
+    """The checkpoint folder ``cfg.resume`` names ('latest': the newest under OUT/checkpoints)."""
+    if not cfg.resume:
+        return None
+    if cfg.resume != "latest":
+        return cfg.resume
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = Path(cfg.output_dir) / CHECKPOINTS
+    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if last is None:
+        raise ValueError(f"--resume latest: no checkpoint under {folder} (train with --save-steps N to write some)")
+    return last
+
+
+def _check_run(cfg: TrainConfig, digest: str, resuming: bool, main_process: bool) -> None:
+    """Record what this run is; refuse to resume a run that was something else."""
+    path = Path(cfg.output_dir) / CHECKPOINTS / RUN_FILE
+    settings = {**cfg.run_settings(), "data_sha256": digest}
+    if resuming and path.is_file():
+        before = json.loads(path.read_text())
+        changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+        if changed:
+            raise ValueError(f"cannot resume: the checkpoint was trained with other settings or data ({', '.join(changed)} "
+                             f"differ; see {path}). Rerun with the same settings and data, or train afresh.")
+    elif main_process:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(settings, indent=1) + "\n")
+
+
+def build_scorer(cfg: TrainConfig):
+    """(scorer, tokenizer, prm config): the backbone with the separator added, layers kept, frozen,
+    LoRA-wrapped and checkpointed as ``cfg`` says."""
+    from prm.artifacts import new_scorer
+
     scorer, tok, prm_cfg = new_scorer(cfg.backbone, cfg.step_token, cfg.max_length, num_layers=cfg.num_layers)
     prm_cfg.label_type = cfg.label_type
     prm_cfg.monotone = cfg.monotone
-    if cfg.freeze_layers:
+    if cfg.lora_r:
+        add_lora(scorer, cfg, prm_cfg.step_token_id)
+    elif cfg.freeze_layers:
         freeze_bottom(scorer.backbone, cfg.freeze_layers)
+    if cfg.gradient_checkpointing:
+        # Non-reentrant: works with frozen embeddings (no input that requires grad) and with LoRA.
+        scorer.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        scorer.backbone.config.use_cache = False
+    return scorer, tok, prm_cfg
+
+
+def add_lora(scorer, cfg: TrainConfig, sep_id: int) -> None:
+    """Wrap the backbone in peft LoRA adapters on the layers above ``freeze_layers``; the separator's
+    embedding row trains too (peft's trainable tokens), since it is a new token."""
+    from peft import LoraConfig, get_peft_model
+
+    n_layers = len(scorer.backbone.layers)
+    config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                        target_modules=list(LORA_TARGETS), layers_to_transform=list(range(cfg.freeze_layers, n_layers)),
+                        trainable_token_indices={"embed_tokens": [sep_id]})
+    scorer.backbone = get_peft_model(scorer.backbone, config)
+
+
+def merged_backbone(backbone):
+    """The plain backbone with LoRA adapters folded into its weights (itself when there are none)."""
+    from prm.model import unwrap_peft
+
+    return unwrap_peft(backbone)
+
+
+def train(examples: Sequence[StepwiseExample], cfg: TrainConfig, callbacks: Sequence | None = None) -> Path:
+    """Train and save an artifact in ``cfg.output_dir``; returns its path.
+
+    ``callbacks`` are transformers ``TrainerCallback`` objects added to the Trainer.
+    """
+    import torch
+    from transformers import TrainingArguments, set_seed
+
+    from prm.artifacts import save_artifact
+
+    cfg.check()
+    checkpoint = find_checkpoint(cfg)
+    set_seed(cfg.seed)
+    scorer, tok, prm_cfg = build_scorer(cfg)
     rows = encode_dataset(examples, tok, prm_cfg.step_token_id, cfg)
     collate = PadCollator(tok.pad_token_id)
-    if cfg.probe_init:
-        fit_probe_head(scorer, rows, collate, bf16=cfg.bf16)
-    steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
+    steps_per_epoch = math.ceil(len(rows) / (cfg.batch_size * cfg.grad_accum))
+    total_steps = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
     args = TrainingArguments(
-        output_dir=str(Path(cfg.output_dir) / "checkpoints"),
+        output_dir=str(Path(cfg.output_dir) / CHECKPOINTS),
         num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
         per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type="linear",
-        warmup_steps=max(1, int(0.05 * steps_per_epoch * cfg.epochs)),
+        warmup_steps=max(1, int(0.05 * total_steps)),
         weight_decay=0.0,
         bf16=cfg.bf16,
         use_cpu=not torch.cuda.is_available(),
-        logging_steps=max(1, steps_per_epoch // 2),
-        save_strategy="no",
+        logging_steps=cfg.logging_steps or max(1, steps_per_epoch // 2),
+        save_strategy="steps" if cfg.save_steps else "no",
+        save_steps=cfg.save_steps or 500,
+        save_total_limit=cfg.save_total_limit,
         report_to=[],
         seed=cfg.seed,
         remove_unused_columns=False,
         dataloader_num_workers=0,
         disable_tqdm=True,
-        train_sampling_strategy="group_by_length",
+        include_num_input_tokens_seen="non_padding",
         **cfg.extra_args,
     )
-    trainer = _prm_trainer_class()(model=scorer, args=args, train_dataset=_ListDataset(rows),
-                          data_collator=collate)
+    main_process = args.process_index == 0
+    _check_run(cfg, rows_digest(rows), checkpoint is not None, main_process)
+    if cfg.probe_init and checkpoint is None:  # a resumed run loads its head from the checkpoint
+        fit_probe_head(scorer, rows, collate, bf16=cfg.bf16)
+    trainer = _prm_trainer_class()(model=scorer, args=args, train_dataset=_ListDataset(rows), data_collator=collate,
+                                   callbacks=list(callbacks or []))
+    trainer.group_by_length = cfg.group_by_length
     # A probe-fitted head is already where it should be: a faster head LR only knocks it off.
     trainer.head_lr_multiplier = 1.0 if cfg.probe_init else cfg.head_lr_multiplier
-    result = trainer.train()
+    t0 = time.monotonic()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
     log.info("training done: %s", result.metrics)
-    out = save_artifact(scorer.float().eval(), tok, prm_cfg, cfg.output_dir)
+    if not main_process:  # under accelerate launch: one writer
+        trainer.accelerator.wait_for_everyone()
+        return Path(cfg.output_dir)
+    scorer = trainer.accelerator.unwrap_model(trainer.model)
+    scorer.backbone = merged_backbone(scorer.backbone)
+    out = save_artifact(scorer.float().eval(), tok, prm_cfg, cfg.output_dir,
+                        training=_training_record(cfg, trainer, result, time.monotonic() - t0, len(rows)))
+    trainer.accelerator.wait_for_everyone()
     return out
+
+
+def _training_record(cfg: TrainConfig, trainer, result, seconds: float, n_rows: int) -> dict:
+    """What ``training.json`` in the artifact says about the run."""
+    state = trainer.state
+    losses = [(e["step"], e["loss"]) for e in state.log_history if "loss" in e]
+    return {"config": asdict(cfg), "examples": n_rows, "global_step": state.global_step,
+            "world_size": trainer.args.world_size, "train_loss": result.metrics.get("train_loss"),
+            "last_logged_loss": losses[-1][1] if losses else None, "loss_history": losses,
+            "real_tokens_seen": state.num_input_tokens_seen, "seconds": round(seconds, 2)}
 
 
 def fit_probe_head(scorer, rows: list[dict], collate, bf16: bool = True, l2: float = 1e-1,
@@ -187,8 +399,7 @@ def fit_probe_head(scorer, rows: list[dict], collate, bf16: bool = True, l2: flo
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for i in range(0, len(rows), batch_size):
             batch = collate(rows[i:i + batch_size])
-            hidden = scorer.backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                     use_cache=False).last_hidden_state  # [B, T, H]
+            hidden = scorer.hidden_states(batch["input_ids"], batch["attention_mask"])  # [B, T, H]
             mask = batch["labels"] != IGNORE
             feats.append(hidden[mask].float())
             targets.append(batch["labels"][mask].float())
@@ -224,9 +435,11 @@ def _prm_trainer_class():
     from transformers import Trainer
 
     class PRMTrainer(Trainer):
-        """Trainer with a faster learning rate for the new head than for the pretrained backbone."""
+        """Trainer with a faster learning rate for the new head, and length-grouped batches in an
+        order fixed by (seed, epoch)."""
 
         head_lr_multiplier = 1.0
+        group_by_length = True
 
         def create_optimizer(self, model=None):
             import torch
@@ -241,14 +454,22 @@ def _prm_trainer_class():
                     lr=lr, weight_decay=self.args.weight_decay, betas=(0.9, 0.999), eps=1e-8)
             return self.optimizer
 
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if not self.group_by_length:
+                return super()._get_train_sampler(train_dataset)
+            return LengthGroupedSampler(dataset.lengths, self.args.per_device_train_batch_size * self.args.world_size,
+                                        self.args.seed)
+
     return PRMTrainer
 
 
 class _ListDataset:
-    """A list of encoded rows with the ``lengths`` that length-grouped sampling reads."""
+    """A list of encoded rows with their ``lengths``, which length-grouped sampling reads."""
 
     def __init__(self, rows: list[dict]):
         self.rows = rows
+        self.lengths = [len(r["input_ids"]) for r in rows]
 
     def __len__(self) -> int:
         return len(self.rows)

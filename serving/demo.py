@@ -96,7 +96,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     from data_tools.problems import generate_dataset, ground_truth_labels
     from data_tools.schema import StepwiseExample, write_jsonl
     from prm.calibrate import TemperatureScaler, brier, ece, save_calibration
-    from prm.evaluation import auroc
+    from prm.eval.metrics import auroc
     from prm.export import export_onnx, parity
     from prm.rollout_model import load_completer
     from prm.scoring import Scorer

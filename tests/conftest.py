@@ -23,15 +23,15 @@ def tiny_completer(tiny_backbone):
 
 @pytest.fixture(scope="session")
 def tiny_artifact(tiny_backbone, tmp_path_factory) -> Path:
-    """A PRM artifact on the tiny backbone, trained one epoch and exported to ONNX (once per session)."""
-    from data_tools.problems import generate_dataset
+    """A PRM artifact trained one epoch on the tiny backbone with ground-truth labels (fp32), exported to ONNX."""
+    from data_tools.problems import generate_dataset, ground_truth_labels
+    from data_tools.schema import StepwiseExample
     from prm.export import export_onnx
     from prm.train import TrainConfig, train
 
-    data = generate_dataset(4, seed=0)
-    for ex in data:
-        ex.labels = [1.0] * len(ex.steps)
-    out = tmp_path_factory.mktemp("svc") / "model"
-    train(data, TrainConfig(backbone=str(tiny_backbone), output_dir=str(out), epochs=1, bf16=False))
+    data = [StepwiseExample(e.prompt, e.steps, ground_truth_labels(e), e.meta) for e in generate_dataset(24)]
+    out = tmp_path_factory.mktemp("artifact") / "model"
+    train(data, TrainConfig(backbone=str(tiny_backbone), output_dir=str(out), epochs=1, bf16=False,
+                            probe_init=False, batch_size=8))
     export_onnx(out)
     return out

@@ -1,0 +1,307 @@
+"""``prm eval``: read data through ``data_tools.formats``, score it with an artifact, report the metrics.
+
+``run_processbench`` and ``run_bon`` are what ``prm eval processbench`` and ``prm eval bon`` call; the
+metrics themselves are the pure functions of ``prm.eval.metrics``. Ground truth comes from the step
+labels (``prm.train.training_labels(ex, "hard")``: soft labels count as right above 0, or
+``meta.hard_labels``), so ProcessBench files, our injected-error GSM8K and any labelled stepwise file
+evaluate alike.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from data_tools.schema import StepwiseExample
+from prm.config import AGGREGATIONS
+from prm.eval.metrics import (
+    Candidate,
+    best_of_n,
+    best_of_n_curve,
+    choose_threshold,
+    first_error,
+    last_step_share,
+    processbench,
+    step_auroc,
+)
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx")
+
+
+@dataclass
+class ScoreConfig:
+    """How an artifact scores the steps being evaluated."""
+
+    backend: str = "torch"
+    """torch (the artifact's weights) or onnx (onnx/model.onnx, written by `prm export`)"""
+    batch_size: int = 16
+    """solutions per forward pass (sorted by length, so batches pad little)"""
+    max_length: int = 0
+    """longest input in tokens, 0 for the artifact's own; raise it for long solutions (the backbone's
+    position limit permitting): a solution whose steps do not fit is an error, never silently cut"""
+    threads: int = 0
+    """CPU threads for scoring (0: all cores)"""
+    raw: bool = False
+    """score with the plain sigmoid of the step logits, ignoring calibration.json"""
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.backend not in BACKENDS:
+            out.append(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.batch_size < 1:
+            out.append(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.max_length < 0:
+            out.append(f"--max-length must be 0 (the artifact's) or positive, got {self.max_length}")
+        if self.threads < 0:
+            out.append(f"--threads must be 0 (all cores) or positive, got {self.threads}")
+        return out
+
+
+@dataclass
+class ProcessBenchConfig:
+    format: str = "processbench"
+    """format of DATA (and of --threshold-split): processbench, stepwise, trl, math-shepherd, ..."""
+    threshold: float | None = None
+    """a step scored below this is predicted wrong (default 0.5)"""
+    threshold_split: str | None = None
+    """choose the threshold that maximises F1 on this file instead (a split other than DATA)"""
+    dump_scores: str | None = None
+    """write each solution's id, label, prediction and step scores to this JSONL file"""
+
+    def problems(self) -> list[str]:
+        from data_tools.formats import FORMATS
+
+        out = []
+        if self.format not in FORMATS:
+            out.append(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.threshold is not None and self.threshold_split:
+            out.append("--threshold and --threshold-split exclude each other: give a threshold or a split to choose it on")
+        if self.threshold_split and not Path(self.threshold_split).exists():
+            out.append(f"--threshold-split {self.threshold_split}: no such file or folder")
+        return out
+
+
+@dataclass
+class BestOfNConfig:
+    format: str = "stepwise"
+    """format of DATA: one row per candidate solution"""
+    agg: str | None = None
+    """how step scores make a solution score: min, last, prod or mean (default: the artifact's)"""
+    group_by: str = "problem_id"
+    """meta key that names a candidate's problem (candidates without it are grouped by prompt text)"""
+    answer_key: str = "answer"
+    """meta key of the gold answer, checked against each candidate's final answer when the row has
+    no meta.correct (or final_answer_correct)"""
+    draws: int = 32
+    """random subsets per problem for the accuracy at each smaller N"""
+    seed: int = 0
+    """seed of those subsets"""
+    dump_scores: str | None = None
+    """write each candidate's problem, answer, correctness and scores to this JSONL file"""
+
+    def problems(self) -> list[str]:
+        from data_tools.formats import FORMATS
+
+        out = []
+        if self.format not in FORMATS:
+            out.append(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.agg is not None and self.agg not in AGGREGATIONS:
+            out.append(f"--agg must be one of {', '.join(AGGREGATIONS)}, got {self.agg!r}")
+        if self.draws < 1:
+            out.append(f"--draws must be at least 1, got {self.draws}")
+        return out
+
+
+def _check(problems: list[str], model: str, data: str) -> None:
+    if not Path(data).exists():
+        problems.append(f"DATA {data}: no such file or folder")
+    if not Path(model, "prm_config.json").is_file():
+        problems.append(f"MODEL {model} is not a PRM artifact (no prm_config.json)")
+    if problems:
+        raise ValueError("invalid prm eval arguments:\n  " + "\n  ".join(problems))
+
+
+def make_scorer(model: str | Path, cfg: ScoreConfig):
+    from prm.scoring import Scorer
+
+    return Scorer(model, backend=cfg.backend, batch_size=cfg.batch_size, threads=cfg.threads or None,
+                  calibrated=not cfg.raw, max_length=cfg.max_length or None)
+
+
+def score(scorer, examples: Sequence[StepwiseExample]) -> list[list[float]]:
+    from prm.tokenization import TooLongError
+
+    try:
+        return scorer.score([(e.prompt, e.steps) for e in examples])
+    except TooLongError as exc:
+        raise ValueError(f"{exc} (pass --max-length N to score longer inputs)") from None
+
+
+def read_examples(fmt: str, path: str | Path) -> list[StepwiseExample]:
+    from data_tools.formats import read
+
+    return list(read(fmt, path))
+
+
+def first_errors(examples: Sequence[StepwiseExample]) -> tuple[list[StepwiseExample], list[int], list[list], int]:
+    """(examples whose first error is known, their first-error labels, their hard step labels, how many
+    were left out because an unlabelled step comes before any wrong one)."""
+    from prm.train import training_labels
+
+    kept, labels, hards, skipped = [], [], [], 0
+    for ex in examples:
+        hard = training_labels(ex, "hard")
+        fe = first_error(hard)
+        if fe is None:
+            skipped += 1
+            continue
+        kept.append(ex)
+        labels.append(fe)
+        hards.append(hard)
+    return kept, labels, hards, skipped
+
+
+def _subset(ex: StepwiseExample) -> str | None:
+    """ProcessBench ids read 'gsm8k-12', 'omnimath-3': the part before the last dash names the subset."""
+    ident = ex.meta.get("id")
+    if isinstance(ident, str) and "-" in ident:
+        return ident.rsplit("-", 1)[0]
+    return None
+
+
+def run_processbench(model: str, data: str, score_cfg: ScoreConfig, cfg: ProcessBenchConfig) -> dict:
+    """ProcessBench's metrics for MODEL on DATA, with step AUROC, ECE and the last-step share."""
+    from prm.calibrate import ece
+
+    _check(score_cfg.problems() + cfg.problems(), model, data)
+    examples, labels, hards, skipped = first_errors(read_examples(cfg.format, data))
+    if not examples:
+        raise ValueError(f"{data}: no solution with a known first error (every step before the first wrong "
+                         "one must be labelled)")
+    if skipped:
+        log.warning("%s: %d solutions left out: an unlabelled step comes before any wrong one", data, skipped)
+    scorer = make_scorer(model, score_cfg)
+    scores = score(scorer, examples)
+
+    threshold, source, split_f1 = (0.5 if cfg.threshold is None else cfg.threshold), "fixed", None
+    if cfg.threshold_split:
+        split, split_labels, _, _ = first_errors(read_examples(cfg.format, cfg.threshold_split))
+        threshold, split_f1 = choose_threshold(split_labels, score(scorer, split))
+        source = f"max F1 on {cfg.threshold_split}"
+
+    result = processbench(labels, scores, threshold)
+    result.update(threshold_source=source)
+    if split_f1 is not None:
+        result["threshold_split_f1"] = split_f1
+    flat_y = [y for h in hards for y in h if y is not None]
+    flat_p = [p for h, s in zip(hards, scores, strict=True) for y, p in zip(h, s, strict=True) if y is not None]
+    result["step_auroc"] = step_auroc(hards, scores)
+    result["step_ece"] = ece(flat_p, flat_y)
+    result.update(last_step_share(labels, scores))
+    result["skipped"] = skipped
+
+    subsets = [_subset(ex) for ex in examples]
+    names = sorted({s for s in subsets if s is not None})
+    if len(names) > 1 and None not in subsets:
+        per = {}
+        for name in names:
+            idx = [i for i, s in enumerate(subsets) if s == name]
+            per[name] = processbench([labels[i] for i in idx], [scores[i] for i in idx], threshold)
+        result["subsets"] = per
+        f1s = [m["f1"] for m in per.values()]
+        # ProcessBench's table reports the plain mean of the subsets' F1 ("Avg. F1").
+        result["f1_subset_mean"] = None if None in f1s else float(np.mean(f1s))
+
+    if cfg.dump_scores:
+        from prm.eval.metrics import predicted_first_error
+
+        rows = [{"id": ex.meta.get("id"), "label": y, "prediction": predicted_first_error(s, threshold),
+                 "step_scores": s} for ex, y, s in zip(examples, labels, scores, strict=True)]
+        _write_jsonl(cfg.dump_scores, rows)
+    return _jsonable(result)
+
+
+def canonical_answer(answer: str | None) -> str | None:
+    """A key that equal final answers share: the exact value of a number, else the normalised text."""
+    from data_tools.answers import normalize, to_number
+
+    if answer is None:
+        return None
+    number = to_number(answer)
+    if number is not None:
+        return str(Fraction(number))
+    return normalize(answer) or None
+
+
+def candidate_facts(ex: StepwiseExample, answer_key: str) -> tuple[str | None, bool]:
+    """(canonical final answer, whether it is right) of one candidate solution."""
+    from data_tools.answers import answers_match, extract_answer
+
+    text = ex.meta.get("final_answer")
+    raw = text if isinstance(text, str) else extract_answer("\n".join(ex.steps))
+    for key in ("correct", "final_answer_correct"):
+        if isinstance(ex.meta.get(key), bool):
+            return canonical_answer(raw), ex.meta[key]
+    gold = ex.meta.get(answer_key)
+    if gold is None:
+        where = ex.origin or f"candidate {ex.prompt[:40]!r}"
+        raise ValueError(f"{where}: cannot tell whether this candidate is right: give meta.correct, "
+                         f"meta.final_answer_correct, or the gold answer in meta.{answer_key} (--answer-key)")
+    return canonical_answer(raw), answers_match(raw, str(gold)).correct
+
+
+def run_bon(model: str, data: str, score_cfg: ScoreConfig, cfg: BestOfNConfig) -> dict:
+    """Best-of-N selection accuracy of MODEL on DATA against majority vote, a random pick and the oracle."""
+    from prm.config import PRMConfig
+    from prm.scoring import aggregate
+
+    _check(score_cfg.problems() + cfg.problems(), model, data)
+    examples = read_examples(cfg.format, data)
+    if not examples:
+        raise ValueError(f"{data}: no candidate solutions")
+    agg = cfg.agg or PRMConfig.load(model).aggregation
+    facts = [candidate_facts(ex, cfg.answer_key) for ex in examples]
+    step_scores = score(make_scorer(model, score_cfg), examples)
+    groups: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        key = ex.meta.get(cfg.group_by)
+        groups.setdefault(f"{cfg.group_by}:{key}" if key is not None else f"prompt:{ex.prompt}", []).append(i)
+    problems = [[Candidate(aggregate(step_scores[i], agg), facts[i][0], facts[i][1]) for i in idx]
+                for idx in groups.values()]
+    result = {"agg": agg, **best_of_n(problems)}
+    result["by_n"] = {str(k): v for k, v in best_of_n_curve(problems, draws=cfg.draws, seed=cfg.seed).items()}
+    if cfg.dump_scores:
+        rows = [{"problem": key, "answer": facts[i][0], "correct": facts[i][1],
+                 "score": aggregate(step_scores[i], agg), "step_scores": step_scores[i]}
+                for key, idx in groups.items() for i in idx]
+        _write_jsonl(cfg.dump_scores, rows)
+    return _jsonable(result)
+
+
+def _write_jsonl(path: str | Path, rows: Sequence[dict]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(_jsonable(row), ensure_ascii=False) + "\n")
+
+
+def _jsonable(value):
+    """NaN (a metric with one class absent) becomes null: strict JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if not np.isfinite(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
