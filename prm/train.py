@@ -294,7 +294,10 @@ def build_scorer(cfg: TrainConfig):
 def add_lora(scorer, cfg: TrainConfig, sep_id: int) -> None:
     """Wrap the backbone in peft LoRA adapters on the layers above ``freeze_layers``; the separator's
     embedding row trains too (peft's trainable tokens), since it is a new token."""
-    from peft import LoraConfig, get_peft_model
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise RuntimeError("--lora-r needs the 'peft' package: pip install peft (or train without --lora-r)") from None
 
     n_layers = len(scorer.backbone.layers)
     config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
