@@ -58,6 +58,16 @@ class Scorer:
             raise ValueError(f"backend must be 'onnx' or 'torch', got {backend!r}")
         self.pad_id = self.tokenizer.pad_token_id
 
+    @classmethod
+    def from_model(cls, model, tokenizer, cfg: PRMConfig, calibration: dict | None = None,
+                   batch_size: int = 16) -> Scorer:
+        """A torch-backend scorer over a model already in memory (``prm.model.PRM.score`` uses it)."""
+        self = cls.__new__(cls)
+        self.folder, self.cfg, self.backend, self.batch_size = None, cfg, "torch", batch_size
+        self.calibration, self.tokenizer, self.pad_id = calibration, tokenizer, tokenizer.pad_token_id
+        self._run = _torch_runner(model, None)
+        return self
+
     def step_logits(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[np.ndarray]:
         encoded = [encode(self.tokenizer, self.cfg.step_token_id, p, s, None, self.cfg.max_length)
                    for p, s in items]
@@ -112,10 +122,11 @@ def _cuda_present() -> bool:
         return False
 
 
-def _torch_runner(model, threads: int):
+def _torch_runner(model, threads: int | None):
     import torch
 
-    torch.set_num_threads(threads)
+    if threads:
+        torch.set_num_threads(threads)
 
     def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
