@@ -357,6 +357,7 @@ def build_trainer(examples: Sequence[StepwiseExample], cfg: TrainConfig, callbac
         dataloader_num_workers=0,
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
+        ddp_find_unused_parameters=False,  # every trainable parameter is used in every forward
     )
     args = TrainingArguments(**{**settings, **cfg.extra_args})  # extra_args win
     _check_run(cfg, rows_digest(rows), checkpoint is not None, args.process_index == 0)
@@ -383,14 +384,54 @@ def train(examples: Sequence[StepwiseExample], cfg: TrainConfig, callbacks: Sequ
     result = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.monotonic() - t0
     log.info("training done: %s", result.metrics)
+    digests = replica_digests(trainer)  # every rank takes part
+    scorer = _full_model(trainer, cfg)  # every rank takes part; None except on the first
     out = Path(cfg.output_dir)
-    if trainer.args.process_index == 0:
-        scorer = trainer.accelerator.unwrap_model(trainer.model)
+    if scorer is not None:
         scorer.backbone = merged_backbone(scorer.backbone)
-        save_artifact(scorer.float().eval(), tok, prm_cfg, out,
-                      training=_training_record(cfg, trainer, result, seconds, len(trainer.train_dataset)))
+        record = _training_record(cfg, trainer, result, seconds, len(trainer.train_dataset))
+        record["replica_digests"] = digests
+        save_artifact(scorer.float().eval(), tok, prm_cfg, out, training=record)
     trainer.accelerator.wait_for_everyone()
     return out
+
+
+def _sharded(trainer) -> bool:
+    """Whether no rank holds the whole model (FSDP, DeepSpeed): weights must be gathered to be saved."""
+    return bool(getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False))
+
+
+def replica_digests(trainer) -> list[str] | None:
+    """Under DDP: each rank's sha256 of its weights, gathered on every rank; they must all be equal
+    (DDP keeps replicas in sync by construction, so a difference is a bug worth stopping for).
+    None for a single process or sharded engines."""
+    if trainer.args.world_size <= 1 or _sharded(trainer):
+        return None
+    import torch.distributed as dist
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    digests: list = [None] * trainer.args.world_size
+    dist.all_gather_object(digests, h.hexdigest())
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"DDP replicas ended with different weights: {digests}")
+    return digests
+
+
+def _full_model(trainer, cfg: TrainConfig):
+    """The trained PRM on the first process (None on the others), gathered from shards if need be."""
+    main = trainer.args.process_index == 0
+    if not _sharded(trainer):
+        return trainer.accelerator.unwrap_model(trainer.model) if main else None
+    state = trainer.accelerator.get_state_dict(trainer.model)  # a collective: full on the first rank
+    if not main:
+        return None
+    scorer, _, _ = build_scorer(TrainConfig(**{**asdict(cfg), "gradient_checkpointing": False}))
+    scorer.load_state_dict(state)
+    return scorer
 
 
 def _training_record(cfg: TrainConfig, trainer, result, seconds: float, n_rows: int) -> dict:

@@ -2,6 +2,7 @@
 length-grouped batches, LoRA merged on save, gradient checkpointing, save_pretrained/from_pretrained."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -185,3 +186,28 @@ def test_lora_trains_adapters_and_saves_a_plain_merged_artifact(tiny_backbone, t
     items = [(e.prompt, e.steps) for e in data[:4]]
     again = PRM.from_pretrained(prm.save_pretrained(tmp_path / "copy"))
     assert prm.score(items) == again.score(items)
+
+
+@pytest.mark.slow
+def test_readme_train_commands_run(tiny_backbone, tmp_path, monkeypatch):
+    """Every `prm train` line of the README, with the tiny backbone, one short epoch and checkpoints
+    every 2 steps (so that the --resume line has one to resume: the previous line's last)."""
+    from test_data_cli import readme_commands
+
+    from data_tools.schema import write_jsonl
+    from serving.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    write_jsonl("labelled.jsonl", labelled(8))
+    commands = readme_commands("train")
+    assert len(commands) >= 5 and any("--resume" in argv for argv in commands)
+    for argv in commands:
+        argv = list(argv)
+        if "--backbone" in argv:
+            argv[argv.index("--backbone") + 1] = str(tiny_backbone)
+        else:
+            argv += ["--backbone", str(tiny_backbone)]
+        if "--save-steps" in argv:
+            argv[argv.index("--save-steps") + 1] = "2"
+        assert main([*argv, "--epochs", "1"]) == 0, argv
+        assert (Path("model") / "training.json").is_file()
