@@ -203,7 +203,7 @@ def main() -> None:
 
     summary = {name: {"real_tokens_per_s": round(total(name), 1),
                       "padding_share": round(sum(r["padding_share"] for r in rs) / len(rs), 4),
-                      "mean_loss": round(sum(r["mean_loss"] for r in rs) / len(rs), 4)}
+                      **{k: round(sum(r[k] for r in rs) / len(rs), 4) for k in ("mean_loss", "first_loss", "last_loss")}}
                for name, rs in results.items()}
     print(json.dumps({
         "speedup_same_precision": round(total("ours_bf16") / total("plain_bf16"), 3),

@@ -66,6 +66,8 @@ class TrainConfig:
     probe_init: bool = True
     """Fit the head first as a logistic-regression probe on frozen features, then fine-tune (LP-FT):
     with a few hundred labelled solutions this learns what plain fine-tuning from a random head misses."""
+    probe_rows: int = 4000
+    """Fit the probe on at most this many training rows (a seeded random subset; 0: all)."""
     monotone: bool = False
     """Mark the artifact to score steps by running minimum (see PRMConfig.monotone); training is unchanged."""
     max_length: int = 512
@@ -113,7 +115,8 @@ class TrainConfig:
                                  ("--max-steps", self.max_steps, 0), ("--layers", self.num_layers, 0),
                                  ("--freeze-layers", self.freeze_layers, 0), ("--lora-r", self.lora_r, 0),
                                  ("--save-steps", self.save_steps, 0), ("--save-total-limit", self.save_total_limit, 1),
-                                 ("--logging-steps", self.logging_steps, 0), ("--max-length", self.max_length, 8)):
+                                 ("--logging-steps", self.logging_steps, 0), ("--max-length", self.max_length, 8),
+                                 ("probe_rows", self.probe_rows, 0)):
             if value < low:
                 problems.append(f"{flag} must be at least {low}, got {value}")
         if self.learning_rate <= 0:
@@ -362,7 +365,12 @@ def build_trainer(examples: Sequence[StepwiseExample], cfg: TrainConfig, callbac
     args = TrainingArguments(**{**settings, **cfg.extra_args})  # extra_args win
     _check_run(cfg, rows_digest(rows), checkpoint is not None, args.process_index == 0)
     if cfg.probe_init and checkpoint is None:  # a resumed run loads its head from the checkpoint
-        fit_probe_head(scorer, rows, collate, bf16=cfg.bf16)
+        probe = rows
+        if cfg.probe_rows and len(rows) > cfg.probe_rows:
+            import random
+
+            probe = random.Random(cfg.seed).sample(rows, cfg.probe_rows)
+        fit_probe_head(scorer, probe, collate, bf16=cfg.bf16)
     trainer = _prm_trainer_class()(model=scorer, args=args, train_dataset=_ListDataset(rows), data_collator=collate,
                                    callbacks=list(callbacks or []))
     trainer.group_by_length = cfg.group_by_length
