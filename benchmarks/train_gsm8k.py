@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lora-r", type=int, default=0)
-    parser.add_argument("--cost-ratio", type=float, default=3.5,
+    parser.add_argument("--cost-ratio", type=float, default=2.2,
                         help="training cost per token in forward passes, the probe's included (for the budget)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0)
