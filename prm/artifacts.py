@@ -63,6 +63,7 @@ def new_scorer(backbone: str, step_token: str, max_length: int, dtype=None, num_
             emb = model.get_input_embeddings().weight
             emb[sep_id] = emb[newline[-1]] if newline else emb[: sep_id].mean(0)
     cfg = PRMConfig(step_token=step_token, step_token_id=sep_id, max_length=max_length, backbone=backbone)
+    check_step_token(tok, cfg)
     return StepScorer(model), tok, cfg
 
 
@@ -115,10 +116,15 @@ def load_scorer(folder: str | Path, dtype=None):
 
 
 def check_step_token(tok, cfg: PRMConfig) -> None:
+    """The separator is one dedicated id that this tokenizer knows, and that no text turns into."""
     got = tok.convert_tokens_to_ids(cfg.step_token)
     if got != cfg.step_token_id:
         raise ValueError(f"tokenizer maps step token {cfg.step_token!r} to id {got}, but prm_config.json "
                          f"says {cfg.step_token_id}: the tokenizer files do not belong to this model")
+    spelled = tok(cfg.step_token, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    if cfg.step_token_id in spelled:
+        raise ValueError(f"the text {cfg.step_token!r} tokenizes to the separator id {cfg.step_token_id}: "
+                         "a step could fake a step boundary; the separator must be an added special token")
 
 
 def write_manifest(folder: str | Path) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +151,8 @@ def _train(args: argparse.Namespace) -> None:
                       save_total_limit=args.save_total_limit, resume=args.resume, logging_steps=args.logging_steps)
     cfg.check()  # before reading data or loading a model
     out = train(list(read(args.format, args.data)), cfg)
-    print(f"trained PRM written to {out}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under accelerate launch, one report
+        print(f"trained PRM written to {out}")
 
 
 def _calibrate(args: argparse.Namespace) -> None:

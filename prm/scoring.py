@@ -92,6 +92,17 @@ class Scorer:
             self._run = _torch_runner(model, threads)
         self.pad_id = self.tokenizer.pad_token_id
 
+    @classmethod
+    def from_model(cls, model, tokenizer, cfg: PRMConfig, calibration: dict | None = None,
+                   batch_size: int = 16, overflow: str = "truncate_prompt") -> Scorer:
+        """A torch-backend scorer over a model already in memory (``prm.model.PRM.score`` uses it)."""
+        self = cls.__new__(cls)
+        self.folder, self.cfg, self.backend, self.batch_size = None, cfg, "torch", batch_size
+        self.overflow = overflow
+        self.calibration, self.tokenizer, self.pad_id = calibration, tokenizer, tokenizer.pad_token_id
+        self._run = _torch_runner(model, None)
+        return self
+
     def encode(self, prompt: str, steps: Sequence[str]):
         """One solution as model input under the ``overflow`` policy (``TooLongError`` when it cannot fit)."""
         if self.overflow == "error":
@@ -166,10 +177,11 @@ def _cuda_present() -> bool:
         return False
 
 
-def _torch_runner(model, threads: int):
+def _torch_runner(model, threads: int | None):
     import torch
 
-    torch.set_num_threads(threads)
+    if threads:
+        torch.set_num_threads(threads)
 
     def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

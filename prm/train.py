@@ -66,6 +66,8 @@ class TrainConfig:
     probe_init: bool = True
     """Fit the head first as a logistic-regression probe on frozen features, then fine-tune (LP-FT):
     with a few hundred labelled solutions this learns what plain fine-tuning from a random head misses."""
+    probe_rows: int = 4000
+    """Fit the probe on at most this many training rows (a seeded random subset; 0: all)."""
     monotone: bool = False
     """Mark the artifact to score steps by running minimum (see PRMConfig.monotone); training is unchanged."""
     max_length: int = 512
@@ -113,7 +115,8 @@ class TrainConfig:
                                  ("--max-steps", self.max_steps, 0), ("--layers", self.num_layers, 0),
                                  ("--freeze-layers", self.freeze_layers, 0), ("--lora-r", self.lora_r, 0),
                                  ("--save-steps", self.save_steps, 0), ("--save-total-limit", self.save_total_limit, 1),
-                                 ("--logging-steps", self.logging_steps, 0), ("--max-length", self.max_length, 8)):
+                                 ("--logging-steps", self.logging_steps, 0), ("--max-length", self.max_length, 8),
+                                 ("probe_rows", self.probe_rows, 0)):
             if value < low:
                 problems.append(f"{flag} must be at least {low}, got {value}")
         if self.learning_rate <= 0:
@@ -179,7 +182,7 @@ class PadCollator:
 def length_grouped_indices(lengths: Sequence[int], batch_size: int, seed: int, mega: int = 50) -> list[int]:
     """A permutation of ``range(len(lengths))`` whose consecutive ``batch_size`` slices hold examples of
     similar length: shuffle, sort within mega-batches of ``mega`` batches, cut into batches, shuffle
-    the batches. Depends on nothing but its arguments."""
+    the full batches (a short one goes last). Depends on nothing but its arguments."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -189,8 +192,12 @@ def length_grouped_indices(lengths: Sequence[int], batch_size: int, seed: int, m
     for start in range(0, len(perm), size):
         chunk = sorted(perm[start:start + size], key=lambda i: lengths[i])
         batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
-    order = torch.randperm(len(batches), generator=g).tolist()
-    return [i for b in order for i in batches[b]]
+    # Only the last mega-batch can end in a short batch; it stays last, or every batch after it
+    # would straddle two length groups once the loader cuts the stream into batch_size slices.
+    full = [b for b in batches if len(b) == batch_size]
+    short = [b for b in batches if len(b) < batch_size]
+    order = torch.randperm(len(full), generator=g).tolist()
+    return [i for b in [full[k] for k in order] + short for i in b]
 
 
 class LengthGroupedSampler:
@@ -286,7 +293,11 @@ def build_scorer(cfg: TrainConfig):
         freeze_bottom(scorer.backbone, cfg.freeze_layers)
     if cfg.gradient_checkpointing:
         # Non-reentrant: works with frozen embeddings (no input that requires grad) and with LoRA.
-        scorer.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kwargs = {"use_reentrant": False}
+        if hasattr(scorer.backbone, "activation_checkpointing_enable"):
+            scorer.backbone.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:  # the older name
+            scorer.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         scorer.backbone.config.use_cache = False
     return scorer, tok, prm_cfg
 
@@ -300,9 +311,12 @@ def add_lora(scorer, cfg: TrainConfig, sep_id: int) -> None:
         raise RuntimeError("--lora-r needs the 'peft' package: pip install peft (or train without --lora-r)") from None
 
     n_layers = len(scorer.backbone.layers)
+    # A regex over module names ("layers.3.self_attn.q_proj"): peft's layers_to_transform expects a
+    # prefix before "layers", which a base model loaded with AutoModel does not have.
+    layers = "|".join(str(i) for i in range(cfg.freeze_layers, n_layers))
+    targets = rf"(.*\.)?layers\.({layers})\..*\.({'|'.join(LORA_TARGETS)})"
     config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                        target_modules=list(LORA_TARGETS), layers_to_transform=list(range(cfg.freeze_layers, n_layers)),
-                        trainable_token_indices={"embed_tokens": [sep_id]})
+                        target_modules=targets, trainable_token_indices={"embed_tokens": [sep_id]})
     scorer.backbone = get_peft_model(scorer.backbone, config)
 
 
@@ -313,15 +327,11 @@ def merged_backbone(backbone):
     return unwrap_peft(backbone)
 
 
-def train(examples: Sequence[StepwiseExample], cfg: TrainConfig, callbacks: Sequence | None = None) -> Path:
-    """Train and save an artifact in ``cfg.output_dir``; returns its path.
-
-    ``callbacks`` are transformers ``TrainerCallback`` objects added to the Trainer.
-    """
+def build_trainer(examples: Sequence[StepwiseExample], cfg: TrainConfig, callbacks: Sequence | None = None):
+    """Everything ``train`` sets up before it calls ``trainer.train``: (trainer, tokenizer, prm config,
+    checkpoint to resume from or None). Benchmarks use it to time the very loop ``train`` runs."""
     import torch
     from transformers import TrainingArguments, set_seed
-
-    from prm.artifacts import save_artifact
 
     cfg.check()
     checkpoint = find_checkpoint(cfg)
@@ -331,7 +341,7 @@ def train(examples: Sequence[StepwiseExample], cfg: TrainConfig, callbacks: Sequ
     collate = PadCollator(tok.pad_token_id)
     steps_per_epoch = math.ceil(len(rows) / (cfg.batch_size * cfg.grad_accum))
     total_steps = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
-    args = TrainingArguments(
+    settings = dict(
         output_dir=str(Path(cfg.output_dir) / CHECKPOINTS),
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1,
@@ -353,29 +363,86 @@ def train(examples: Sequence[StepwiseExample], cfg: TrainConfig, callbacks: Sequ
         dataloader_num_workers=0,
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
-        **cfg.extra_args,
+        ddp_find_unused_parameters=False,  # every trainable parameter is used in every forward
     )
-    main_process = args.process_index == 0
-    _check_run(cfg, rows_digest(rows), checkpoint is not None, main_process)
+    args = TrainingArguments(**{**settings, **cfg.extra_args})  # extra_args win
+    _check_run(cfg, rows_digest(rows), checkpoint is not None, args.process_index == 0)
     if cfg.probe_init and checkpoint is None:  # a resumed run loads its head from the checkpoint
-        fit_probe_head(scorer, rows, collate, bf16=cfg.bf16)
+        probe = rows
+        if cfg.probe_rows and len(rows) > cfg.probe_rows:
+            import random
+
+            probe = random.Random(cfg.seed).sample(rows, cfg.probe_rows)
+        fit_probe_head(scorer, probe, collate, bf16=cfg.bf16)
     trainer = _prm_trainer_class()(model=scorer, args=args, train_dataset=_ListDataset(rows), data_collator=collate,
                                    callbacks=list(callbacks or []))
     trainer.group_by_length = cfg.group_by_length
     # A probe-fitted head is already where it should be: a faster head LR only knocks it off.
     trainer.head_lr_multiplier = 1.0 if cfg.probe_init else cfg.head_lr_multiplier
+    return trainer, tok, prm_cfg, checkpoint
+
+
+def train(examples: Sequence[StepwiseExample], cfg: TrainConfig, callbacks: Sequence | None = None) -> Path:
+    """Train and save an artifact in ``cfg.output_dir``; returns its path.
+
+    ``callbacks`` are transformers ``TrainerCallback`` objects added to the Trainer. Under
+    ``accelerate launch`` every process trains and the first one writes the artifact.
+    """
+    from prm.artifacts import save_artifact
+
+    trainer, tok, prm_cfg, checkpoint = build_trainer(examples, cfg, callbacks)
     t0 = time.monotonic()
     result = trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = time.monotonic() - t0
     log.info("training done: %s", result.metrics)
-    if not main_process:  # under accelerate launch: one writer
-        trainer.accelerator.wait_for_everyone()
-        return Path(cfg.output_dir)
-    scorer = trainer.accelerator.unwrap_model(trainer.model)
-    scorer.backbone = merged_backbone(scorer.backbone)
-    out = save_artifact(scorer.float().eval(), tok, prm_cfg, cfg.output_dir,
-                        training=_training_record(cfg, trainer, result, time.monotonic() - t0, len(rows)))
+    digests = replica_digests(trainer)  # every rank takes part
+    scorer = _full_model(trainer, cfg)  # every rank takes part; None except on the first
+    out = Path(cfg.output_dir)
+    if scorer is not None:
+        scorer.backbone = merged_backbone(scorer.backbone)
+        record = _training_record(cfg, trainer, result, seconds, len(trainer.train_dataset))
+        record["replica_digests"] = digests
+        save_artifact(scorer.float().eval(), tok, prm_cfg, out, training=record)
     trainer.accelerator.wait_for_everyone()
     return out
+
+
+def _sharded(trainer) -> bool:
+    """Whether no rank holds the whole model (FSDP, DeepSpeed): weights must be gathered to be saved."""
+    return bool(getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False))
+
+
+def replica_digests(trainer) -> list[str] | None:
+    """Under DDP: each rank's sha256 of its weights, gathered on every rank; they must all be equal
+    (DDP keeps replicas in sync by construction, so a difference is a bug worth stopping for).
+    None for a single process or sharded engines."""
+    if trainer.args.world_size <= 1 or _sharded(trainer):
+        return None
+    import torch.distributed as dist
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    digests: list = [None] * trainer.args.world_size
+    dist.all_gather_object(digests, h.hexdigest())
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"DDP replicas ended with different weights: {digests}")
+    return digests
+
+
+def _full_model(trainer, cfg: TrainConfig):
+    """The trained PRM on the first process (None on the others), gathered from shards if need be."""
+    main = trainer.args.process_index == 0
+    if not _sharded(trainer):
+        return trainer.accelerator.unwrap_model(trainer.model) if main else None
+    state = trainer.accelerator.get_state_dict(trainer.model)  # a collective: full on the first rank
+    if not main:
+        return None
+    scorer, _, _ = build_scorer(TrainConfig(**{**asdict(cfg), "gradient_checkpointing": False}))
+    scorer.load_state_dict(state)
+    return scorer
 
 
 def _training_record(cfg: TrainConfig, trainer, result, seconds: float, n_rows: int) -> dict:
@@ -452,9 +519,12 @@ def _prm_trainer_class():
                 head = [p for n, p in model.named_parameters() if n.startswith("head.") and p.requires_grad]
                 body = [p for n, p in model.named_parameters() if not n.startswith("head.") and p.requires_grad]
                 lr = self.args.learning_rate
-                self.optimizer = torch.optim.AdamW(
-                    [{"params": body, "lr": lr}, {"params": head, "lr": lr * self.head_lr_multiplier}],
-                    lr=lr, weight_decay=self.args.weight_decay, betas=(0.9, 0.999), eps=1e-8)
+                groups = [{"params": body, "lr": lr}, {"params": head, "lr": lr * self.head_lr_multiplier}]
+                kwargs = dict(lr=lr, weight_decay=self.args.weight_decay, betas=(0.9, 0.999), eps=1e-8)
+                try:  # one pass over the parameters: ~6x faster than foreach on a CPU (0.09 s vs 0.5 s for 135M)
+                    self.optimizer = torch.optim.AdamW(groups, fused=True, **kwargs)
+                except (RuntimeError, TypeError):  # a device or dtype the fused kernel does not cover
+                    self.optimizer = torch.optim.AdamW(groups, **kwargs)
             return self.optimizer
 
         def _get_train_sampler(self, train_dataset=None):

@@ -8,7 +8,7 @@ def run(*args):
 
 def test_every_stage_has_a_subcommand():
     out = run("--help").stdout
-    for cmd in ["generate", "label", "train", "calibrate", "export", "serve", "score", "demo"]:
+    for cmd in ["generate", "label", "train", "calibrate", "export", "serve", "score", "demo", "eval"]:
         assert cmd in out
 
 

@@ -78,3 +78,20 @@ def test_model_reads_scores_at_the_label_positions(real_tokenizer, tiny_backbone
     labelled = torch.nonzero(batch["labels"][0] != IGNORE).flatten().tolist()
     assert labelled == enc.step_positions
     assert batch["input_ids"][0, labelled].tolist() == [7, 7]
+
+
+def test_a_separator_that_text_can_spell_is_refused():
+    from prm.artifacts import check_step_token
+    from prm.config import PRMConfig
+
+    class Tok:  # a tokenizer whose separator is an ordinary vocabulary entry: its text maps onto it
+        def convert_tokens_to_ids(self, token):
+            return 5
+
+        def __call__(self, text, **kwargs):
+            return {"input_ids": [5]}
+
+    with pytest.raises(ValueError, match="fake a step boundary"):
+        check_step_token(Tok(), PRMConfig(step_token="\n", step_token_id=5))
+    with pytest.raises(ValueError, match="do not belong to this model"):
+        check_step_token(Tok(), PRMConfig(step_token="\n", step_token_id=6))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -169,12 +170,14 @@ def first_errors(examples: Sequence[StepwiseExample]) -> tuple[list[StepwiseExam
     return kept, labels, hards, skipped
 
 
+_SUBSET_ID = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)-\d+$")
+
+
 def _subset(ex: StepwiseExample) -> str | None:
-    """ProcessBench ids read 'gsm8k-12', 'omnimath-3': the part before the last dash names the subset."""
+    """ProcessBench ids read 'gsm8k-12', 'omnimath-3': the name before the number is the subset."""
     ident = ex.meta.get("id")
-    if isinstance(ident, str) and "-" in ident:
-        return ident.rsplit("-", 1)[0]
-    return None
+    m = _SUBSET_ID.match(ident) if isinstance(ident, str) else None
+    return m.group(1) if m else None
 
 
 def run_processbench(model: str, data: str, score_cfg: ScoreConfig, cfg: ProcessBenchConfig) -> dict:

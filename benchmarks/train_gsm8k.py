@@ -1,0 +1,282 @@
+"""Train a PRM on GSM8K with error-injection labels within a time budget; report ProcessBench F1, AUROC, ECE.
+
+Data: ``../shared/data/gsm8k/train.jsonl``. Each problem's reference solution is labelled right at
+every step; ``data_tools.inject`` corrupts one calculation of it (a slip, a wrong operator or a wrong
+operand, carried through the later steps) into ``--variants`` wrong solutions, right before the
+injected step and wrong from it on. Problems are split by problem (seeded): ``--heldout`` problems
+for the report, ``--calib`` problems for temperature scaling and for choosing the ProcessBench
+threshold, the rest for training. SmolLM2-135M cannot finish GSM8K rollouts (see DESIGN.md), so no
+rollout labels are made here; ``--extra FILE`` adds labelled stepwise JSONL (``prm label`` output)
+to the training rows.
+
+Budget: ``--minutes`` bounds the training phase (probe fit and fine-tuning). A short pass measures
+forward throughput, the number of training solutions is chosen so that one epoch fits the budget
+(training costs ~``--cost-ratio`` forward passes per token, counting the probe's), and a callback
+stops training at the budget if the estimate was optimistic. Evaluation comes after and is timed
+apart.
+
+Report (on the held-out problems, never trained or calibrated on): ProcessBench's ``f1`` (with the
+threshold chosen on the calibration split, as papers do for PRMs without a natural threshold) and
+``f1_at_0.5``, ``acc_erroneous``, ``acc_correct``, step ``auroc`` (scores as served, running
+minimum; every step, those after the first error being wrong), ``auroc_raw`` (raw step scores),
+``auroc_to_first_error`` (steps up to the first error, as ``prm eval processbench`` reads the
+ProcessBench-format file), ``ece`` after temperature scaling (``ece_before``), the last-step share,
+and best-of-N over each problem's solutions. The artifact is left in ``OUT/model`` (calibrated),
+with ``OUT/heldout_processbench.json`` and ``OUT/calib_processbench.json``, so that
+
+    prm eval processbench OUT/model OUT/heldout_processbench.json --threshold-split OUT/calib_processbench.json
+    prm serve OUT/model
+
+reproduce and serve it.
+
+    .venv/bin/python benchmarks/train_gsm8k.py [--minutes 45 --out gsm8k_prm --threads 0]
+
+The last line printed is JSON with ``f1``, ``auroc`` and ``ece``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from data_tools.formats import read, write  # noqa: E402
+from data_tools.inject import inject_variants  # noqa: E402
+from data_tools.schema import StepwiseExample, read_jsonl  # noqa: E402
+
+GSM8K = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
+
+
+def problems_with_variants(path: Path, variants: int, seed: int, limit: int = 0) -> list[list[StepwiseExample]]:
+    """Per problem: its gold solution (all right) then its wrong variants; problems without any left out."""
+    out = []
+    for i, gold in enumerate(read("gsm8k", path)):
+        if limit and i >= limit:
+            break
+        pid = f"gsm8k-{i}"
+        gold = StepwiseExample(gold.prompt, gold.steps, [True] * len(gold.steps),
+                               dict(gold.meta, problem_id=pid, first_error=-1, correct=True))
+        wrong = inject_variants(gold, random.Random(f"{seed}:{pid}"), variants)
+        for w in wrong:
+            w.meta["correct"] = False
+        if wrong:
+            out.append([gold, *wrong])
+    return out
+
+
+def split(problems: list, heldout: int, calib: int, seed: int) -> tuple[list, list, list]:
+    order = list(range(len(problems)))
+    random.Random(seed).shuffle(order)
+    pick = lambda idx: [problems[i] for i in idx]  # noqa: E731
+    return pick(order[heldout + calib:]), pick(order[heldout:heldout + calib]), pick(order[:heldout])
+
+
+def numbered(problems: list[list[StepwiseExample]]) -> list[StepwiseExample]:
+    """Solutions with ProcessBench-style ids (gsm8k-0, gsm8k-1, ...)."""
+    out = []
+    for group in problems:
+        for ex in group:
+            out.append(StepwiseExample(ex.prompt, ex.steps, ex.labels, dict(ex.meta, id=f"gsm8k-{len(out)}")))
+    return out
+
+
+def forward_tokens_per_s(backbone: str, rows: list[list[int]], bf16: bool, num_layers: int) -> float:
+    """Tokens/s of one bf16 forward pass over a few encoded rows (the budget's yardstick)."""
+    import torch
+
+    from prm.artifacts import new_scorer
+    from prm.config import DEFAULT_STEP_TOKEN
+
+    scorer, tok, _ = new_scorer(backbone, DEFAULT_STEP_TOKEN, 512, num_layers=num_layers)
+    scorer.eval()
+    pad = tok.pad_token_id
+    n = max(len(r) for r in rows)
+    ids = torch.tensor([r + [pad] * (n - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (n - len(r)) for r in rows])
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        scorer.step_logits(ids[:2], mask[:2])  # warm-up
+        t0 = time.perf_counter()
+        scorer.step_logits(ids, mask)
+    return int(mask.sum()) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(GSM8K), help="GSM8K JSONL (default: ../shared/data/gsm8k/train.jsonl)")
+    parser.add_argument("--out", default="gsm8k_prm", help="output folder: model/, held-out files, summary.json")
+    parser.add_argument("--minutes", type=float, default=45.0, help="training budget (probe fit + fine-tuning)")
+    parser.add_argument("--heldout", type=int, default=300, help="held-out problems for the report")
+    parser.add_argument("--calib", type=int, default=150, help="problems for temperature scaling and the threshold")
+    parser.add_argument("--variants", type=int, default=1, help="wrong variants per problem")
+    parser.add_argument("--limit", type=int, default=0, help="read only the first N GSM8K problems (0: all)")
+    parser.add_argument("--extra", help="labelled stepwise JSONL added to the training rows (e.g. prm label output)")
+    parser.add_argument("--backbone", default="smollm2-135m")
+    parser.add_argument("--layers", type=int, default=21, help="backbone layers kept (SmolLM2-135M has 30)")
+    parser.add_argument("--freeze-layers", type=int, default=10)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lora-r", type=int, default=0)
+    parser.add_argument("--cost-ratio", type=float, default=2.2,
+                        help="training cost per token in forward passes, the probe's included (for the budget)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import numpy as np
+    import torch
+    import transformers
+    from transformers import TrainerCallback
+
+    from prm.artifacts import load_tokenizer, write_manifest
+    from prm.backbone import resolve_backbone
+    from prm.calibrate import TemperatureScaler, apply_calibration, ece, save_calibration
+    from prm.config import DEFAULT_STEP_TOKEN
+    from prm.eval.metrics import (
+        Candidate,
+        best_of_n,
+        choose_threshold,
+        first_error,
+        last_step_share,
+        processbench,
+        step_auroc,
+    )
+    from prm.eval.run import candidate_facts
+    from prm.scoring import Scorer, aggregate
+    from prm.tokenization import encode
+    from prm.train import TrainConfig, train
+
+    transformers.logging.set_verbosity_error()
+    logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t_start = time.monotonic()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # 1. data, split by problem
+    problems = problems_with_variants(Path(args.data), args.variants, args.seed, args.limit)
+    if len(problems) <= args.heldout + args.calib:
+        raise SystemExit(f"{len(problems)} problems with variants: not enough for --heldout {args.heldout} "
+                         f"and --calib {args.calib} plus training")
+    train_p, calib_p, held_p = split(problems, args.heldout, args.calib, args.seed)
+    calib, held = numbered(calib_p), numbered(held_p)
+    write("processbench", out / "heldout_processbench.json", held)
+    write("processbench", out / "calib_processbench.json", calib)
+    pool = [ex for group in train_p for ex in group]
+    extra = list(read_jsonl(args.extra)) if args.extra else []
+    print(f"[data] {len(problems)} problems with variants: {len(train_p)} train ({len(pool)} solutions), "
+          f"{len(calib_p)} calibration, {len(held_p)} held out; {len(extra)} extra labelled rows", flush=True)
+
+    # 2. budget: how many training solutions one epoch can take
+    tok = load_tokenizer(resolve_backbone(args.backbone), DEFAULT_STEP_TOKEN)
+    sep = tok.convert_tokens_to_ids(DEFAULT_STEP_TOKEN)
+    sample = random.Random(args.seed).sample(pool, min(16, len(pool)))
+    lengths = [len(encode(tok, sep, e.prompt, e.steps, None, 512, drop_overflow=True).input_ids) for e in sample]
+    fwd = forward_tokens_per_s(args.backbone, [encode(tok, sep, e.prompt, e.steps, None, 512, drop_overflow=True).input_ids
+                                               for e in sample], True, args.layers)
+    budget_s = args.minutes * 60
+    n_rows = int(budget_s * fwd / args.cost_ratio / float(np.mean(lengths)))
+    groups = list(train_p)
+    random.Random(args.seed + 1).shuffle(groups)
+    chosen, taken = [], 0
+    for g in groups:  # whole problems, so that gold and wrong solutions come together
+        if taken + len(g) > max(n_rows - len(extra), args.batch_size):
+            break
+        chosen.extend(g)
+        taken += len(g)
+    chosen += extra
+    print(f"[budget] forward {fwd:.0f} tokens/s, {np.mean(lengths):.0f} tokens a solution: "
+          f"{len(chosen)} training solutions for {args.minutes:g} min", flush=True)
+
+    class Budget(TrainerCallback):
+        def __init__(self):
+            self.t0, self.stopped_at = time.monotonic(), None
+
+        def on_step_end(self, targs, state, control, **kwargs):
+            if time.monotonic() - self.t0 > budget_s:
+                control.should_training_stop = True
+                self.stopped_at = state.global_step
+
+    # 3. train (probe-initialised head, then fine-tuning of the upper layers)
+    t0 = time.monotonic()
+    budget = Budget()
+    model_dir = out / "model"
+    cfg = TrainConfig(backbone=args.backbone, output_dir=str(model_dir), epochs=1.0, learning_rate=args.lr,
+                      batch_size=args.batch_size, num_layers=args.layers, freeze_layers=args.freeze_layers,
+                      label_type="hard", monotone=True, lora_r=args.lora_r, seed=args.seed,
+                      logging_steps=max(1, math.ceil(len(chosen) / args.batch_size) // 10))
+    train(chosen, cfg, callbacks=[budget])
+    train_s = time.monotonic() - t0
+    record = json.loads((model_dir / "training.json").read_text())
+    print(f"[train] {record['global_step']} steps, {record['real_tokens_seen']} real tokens in {train_s:.0f} s "
+          f"(last logged loss {record['last_logged_loss']}); stopped by the budget: {budget.stopped_at is not None}",
+          flush=True)
+
+    # 4. calibrate on the calibration split; report on the held-out split
+    t0 = time.monotonic()
+    scorer = Scorer(model_dir, backend="torch", calibrated=False)
+    hard = lambda exs: [[None if y is None else float(bool(y)) for y in e.labels] for e in exs]  # noqa: E731
+    z_cal, z_held = (scorer.step_logits([(e.prompt, e.steps) for e in exs]) for exs in (calib, held))
+    y_cal, y_held = hard(calib), hard(held)
+    to_first = lambda ys: [[y if f < 0 or k <= f else None for k, y in enumerate(row)]  # noqa: E731
+                           for row, f in ((r, first_error(r)) for r in ys)]
+    flat = lambda rows: np.concatenate([np.asarray(r, dtype=float) for r in rows])  # noqa: E731
+    scaler = TemperatureScaler().fit(flat(z_cal), flat(y_cal))
+    save_calibration(model_dir, scaler.to_json())
+    write_manifest(model_dir)
+    p_cal = [apply_calibration(z, scaler.to_json()).tolist() for z in z_cal]
+    p_held = [apply_calibration(z, scaler.to_json()).tolist() for z in z_held]
+    fe_cal, fe_held = [first_error(y) for y in y_cal], [first_error(y) for y in y_held]
+    threshold, calib_f1 = choose_threshold(fe_cal, p_cal)
+    pb, pb05 = processbench(fe_held, p_held, threshold), processbench(fe_held, p_held, 0.5)
+    scorer.cfg.monotone = False
+    raw = scorer.step_logits([(e.prompt, e.steps) for e in held])
+    cands, i = [], 0
+    for group in held_p:
+        cands.append([Candidate(aggregate(p_held[i + k], "min"), *candidate_facts(ex, "answer"))
+                      for k, ex in enumerate(group)])
+        i += len(group)
+    bon = best_of_n(cands)
+    eval_s = time.monotonic() - t0
+
+    summary = {
+        "f1": round(pb["f1"], 4), "auroc": round(step_auroc(y_held, p_held), 4),
+        "ece": round(ece(flat(p_held), flat(y_held)), 4),
+        "acc_erroneous": round(pb["acc_erroneous"], 4), "acc_correct": round(pb["acc_correct"], 4),
+        "threshold": round(threshold, 4), "threshold_calib_f1": round(calib_f1, 4),
+        "f1_at_0.5": round(pb05["f1"], 4), "acc_erroneous_at_0.5": round(pb05["acc_erroneous"], 4),
+        "acc_correct_at_0.5": round(pb05["acc_correct"], 4),
+        "auroc_raw": round(step_auroc(y_held, raw), 4),
+        # as `prm eval processbench` computes it on OUT/heldout_processbench.json, where steps after
+        # the first error are unlabelled: the steps up to and including the first error only
+        "auroc_to_first_error": round(step_auroc(to_first(y_held), p_held), 4),
+        "ece_before": round(ece(1 / (1 + np.exp(-flat(z_held))), flat(y_held)), 4),
+        "temperature": round(scaler.temperature_, 4),
+        **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in last_step_share(fe_held, p_held).items()},
+        "bon_min": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in bon.items()},
+        "heldout_solutions": len(held), "heldout_problems": len(held_p), "train_solutions": len(chosen),
+        "train_steps": record["global_step"], "train_real_tokens": record["real_tokens_seen"],
+        "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
+        "budget_minutes": args.minutes, "stopped_by_budget": budget.stopped_at is not None,
+        "seconds_total": round(time.monotonic() - t_start, 1), "model": str(model_dir),
+        "config": {k: v for k, v in vars(args).items()},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"[report] held-out ProcessBench F1 {summary['f1']:.3f} (threshold {threshold:.3f} from the calibration "
+          f"split; {summary['f1_at_0.5']:.3f} at 0.5), step AUROC {summary['auroc']:.3f}, ECE {summary['ece_before']:.3f}"
+          f" -> {summary['ece']:.3f}; artifact in {model_dir}", flush=True)
+    print(f"[reuse] prm eval processbench {model_dir} {out / 'heldout_processbench.json'} --threshold-split "
+          f"{out / 'calib_processbench.json'}   |   prm serve {model_dir}")
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
