@@ -8,7 +8,10 @@ continuation of the shorter one), and a prefix from which no rollout succeeds ma
 wrong. So instead of rolling out from every step, it probes the middle of the steps not yet decided
 and halves the range by each verdict: about log2(steps) probes per solution.
 
-Rollouts are reused three ways: a probe draws in doubling rounds (1, 1, 2, 4, ... rollouts) and
+A solution whose own final answer is right needs no rollout at all: it is itself a continuation of
+each of its prefixes that reaches the gold answer, so every step is right (OmegaPRM runs its search
+only on solutions with a wrong answer), and its prefixes answer the probes of the other solutions
+of the same problem that share them. Rollouts are reused three ways: a probe draws in doubling rounds (1, 1, 2, 4, ... rollouts) and
 stops at its first success, so a right prefix usually costs one or two rollouts and only a wrong one
 costs all N; a prefix shared by several solutions of one problem is drawn once (``RolloutBank``);
 and what one solution's search implies about a shared prefix (right, because a longer prefix
@@ -58,6 +61,13 @@ def binary_label_batch(examples: Sequence[StepwiseExample], bank: RolloutBank, d
     """First-error labels by binary search for a batch; all searches advance together, one probe each per round."""
     searches = [_Search(bank.keys(ex, n)) for n, ex in enumerate(examples)]
     inferred: dict[PrefixKey, bool] = {}
+    for ex, search in zip(examples, searches, strict=True):
+        if search.keys and bank.final_ok(ex):
+            # The solution itself is a continuation of each of its prefixes that reaches the gold
+            # answer: every step is right (OmegaPRM searches only solutions with a wrong answer).
+            search.lo = len(search.keys) - 1
+            for key in search.keys:
+                inferred.setdefault(key, True)
 
     def verdict(key: PrefixKey) -> bool | None:
         direct = bank.verdict(key)

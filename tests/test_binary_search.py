@@ -46,7 +46,7 @@ def test_a_probe_sees_exactly_the_mc_verdict_of_its_prefix():
                 probed += 1
                 assert (ok > 0) == a.meta["hard_labels"][i]
                 assert ok > 0 or drawn == 5  # a prefix is judged wrong only after all its rollouts
-    assert probed > len(data)
+    assert probed > len(data) // 2  # (solutions with a right final answer need no probe)
 
 
 def test_binary_search_spends_far_fewer_rollouts_on_long_solutions():
@@ -97,9 +97,12 @@ class FailingOn:
 @pytest.mark.parametrize("label", [mc_label, binary_label], ids=["mc", "binary"])
 def test_failed_requests_leave_their_examples_unlabelled(label):
     data = generate_dataset(10, seed=7, min_steps=3, max_steps=3)
-    bad_step = data[0].steps[0]  # the first problem's gold first step: shared by its wrong solution too
+    wrong = data[1]
+    assert wrong.meta["id"] == "p00000-err"
+    bad_step = wrong.steps[wrong.meta["first_error"]]  # its injected error: both methods must roll out after it
     labelled, report = label(data, FailingOn(bad_step), rollouts=4)
     failed = {ex.meta["id"] for ex in data if bad_step in ex.steps[:-1]}
+    assert failed == {"p00000-err"}
     assert failed and {ex.meta["id"] for ex in labelled} == {ex.meta["id"] for ex in data} - failed
     assert report.failed_solutions == len(failed) and report.failed_requests >= 1
 
@@ -114,3 +117,11 @@ def test_simulated_rollouts_follow_the_data_and_their_seeds():
     alone = completer.complete([RolloutRequest("p", (5, 6), "q", ("s0",), meta)])
     assert alone[0] == completer.complete([after, before])[1][5:7]  # a rollout depends on its seed only
     assert "--sim-p-wrong must be in [0, 1]" in SimulatedConfig(p_wrong=2).problems()[0]
+
+
+def test_a_solution_with_the_right_answer_needs_no_rollout():
+    """Its own steps reach the gold answer from each prefix: all right, and its shared prefixes are too."""
+    gold = [ex for ex in generate_dataset(20, seed=8, min_steps=4, max_steps=4) if ex.meta["first_error"] < 0]
+    labelled, report = binary_label(gold, sim(p_correct=0.0, p_wrong=0.0), rollouts=4)  # no rollout could succeed
+    assert report.rollouts == 0
+    assert all(ex.labels == [True] * len(ex.steps) and sum(ex.meta["step_rollouts"]) == 0 for ex in labelled)
