@@ -9,6 +9,12 @@ MC hard labels are monotone (never wrong then right again: the assumption binary
 its agreement can only fall short where this does), each method's agreement with the injected
 error (ground truth, never shown to the labellers), and MC with early stopping as a second baseline.
 
+Binary search trusts a right final answer by default (OmegaPRM: such a solution is right at every
+step, no rollout spent); MC still rolls out from its prefixes and, with a weak completer, finds some
+of them "wrong" (no rollout of N succeeded). So ``untrusting_*`` also reports binary search with
+``trust_final_answer=False``, which probes those solutions as MC does and so reproduces MC's hard
+labels wherever they are monotone, at a higher rollout cost.
+
 Data: the embedded problem generator (``data_tools.problems.generate_dataset``: a gold solution and
 one with an injected error per problem). Its default is 2 operations (3 steps with the answer),
 where no first-error search can save 4x: a wrong solution's error prefix costs N rollouts under
@@ -55,9 +61,12 @@ def compare(examples, completer, rollouts: int, few_shot: str | None = None, ear
     start = time.perf_counter()
     bs, bs_report = binary_label(examples, completer, rollouts=rollouts, few_shot=few_shot)
     bs_seconds = time.perf_counter() - start
+    strict, strict_report = binary_label(examples, completer, rollouts=rollouts, few_shot=few_shot,
+                                         trust_final_answer=False)
     n = len(mc)
     mc_first = [first_error(e.meta["hard_labels"]) for e in mc]
     bs_first = [first_error(e.meta["hard_labels"]) for e in bs]
+    strict_first = [first_error(e.meta["hard_labels"]) for e in strict]
     truth = [e.meta["first_error"] for e in examples]
     out = {
         "agreement": round(sum(a == b for a, b in zip(mc_first, bs_first, strict=True)) / n, 4),
@@ -66,6 +75,9 @@ def compare(examples, completer, rollouts: int, few_shot: str | None = None, ear
         "mc_monotone": round(sum(monotone(e.meta["hard_labels"]) for e in mc) / n, 4),
         "mc_truth_agreement": round(sum(a == t for a, t in zip(mc_first, truth, strict=True)) / n, 4),
         "binary_truth_agreement": round(sum(b == t for b, t in zip(bs_first, truth, strict=True)) / n, 4),
+        "untrusting_agreement": round(sum(a == b for a, b in zip(mc_first, strict_first, strict=True)) / n, 4),
+        "untrusting_rollout_ratio": round(mc_report.rollouts / max(strict_report.rollouts, 1), 2),
+        "untrusting_truth_agreement": round(sum(b == t for b, t in zip(strict_first, truth, strict=True)) / n, 4),
         "mc_success_rate": round(mc_report.successes / max(mc_report.rollouts, 1), 4),
         "mc_seconds": round(mc_seconds, 1), "binary_seconds": round(bs_seconds, 1),
     }
@@ -101,8 +113,8 @@ def main() -> None:
     parser.add_argument("--simulated-problems", type=int, default=300)
     parser.add_argument("--smollm2-problems", type=int, default=40)
     parser.add_argument("--smollm2-ops", type=int, default=2)
-    parser.add_argument("--smollm2-long-problems", type=int, default=10)
-    parser.add_argument("--smollm2-long-ops", type=int, default=4, help="0 skips the long-problem SmolLM2 run")
+    parser.add_argument("--smollm2-long-problems", type=int, default=20)
+    parser.add_argument("--smollm2-long-ops", type=int, default=3, help="0 skips the long-problem SmolLM2 run")
     parser.add_argument("--no-smollm2", action="store_true", help="simulated completer only")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0: torch's default; 1 is faster on a machine other processes keep busy)")
@@ -131,7 +143,9 @@ def main() -> None:
         for name, n, ops in runs:
             result[name] = r = smollm2(completer, n, ops, args.rollouts)
             print(f"{name}, {ops} ops, {r['solutions']} solutions: agreement {r['agreement']:.3f}, rollout ratio "
-                  f"{r['rollout_ratio']:.2f}, MC monotone {r['mc_monotone']:.3f}, MC success rate "
+                  f"{r['rollout_ratio']:.2f} (not trusting right answers: {r['untrusting_agreement']:.3f}, "
+                  f"{r['untrusting_rollout_ratio']:.2f}), truth agreement MC {r['mc_truth_agreement']:.3f} binary "
+                  f"{r['binary_truth_agreement']:.3f}, MC monotone {r['mc_monotone']:.3f}, MC success rate "
                   f"{r['mc_success_rate']:.3f}, {r['tokens']} tokens in {r['seconds']} s", flush=True)
     print(json.dumps(result))
 

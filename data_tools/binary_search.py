@@ -17,7 +17,8 @@ costs all N; a prefix shared by several solutions of one problem is drawn once (
 and what one solution's search implies about a shared prefix (right, because a longer prefix
 succeeded; wrong, because a shorter one failed) answers the other solutions' probes of it, within
 a batch. With the bank's seeds, a probe's verdict is exactly the Monte-Carlo hard label of that
-prefix; the two methods disagree only where Monte-Carlo labels are not monotone.
+prefix; the two methods disagree only where Monte-Carlo labels are not monotone (including a
+right-answer solution that Monte-Carlo's rollouts failed from somewhere: ``trust_final_answer``).
 
 Labels are first-error labels: ``labels`` and ``meta["hard_labels"]`` are true before the first
 wrong step and false from it on (later steps were not examined: a solution that went wrong is
@@ -27,6 +28,7 @@ taken to stay wrong). ``meta["step_rollouts"]`` says which prefixes were actuall
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 from data_tools.labelling import Done, LabelReport, PrefixKey, RolloutBank, collect
 from data_tools.rollouts import Completer
@@ -57,12 +59,13 @@ class _Search:
         return None
 
 
-def binary_label_batch(examples: Sequence[StepwiseExample], bank: RolloutBank, done: Done) -> None:
+def binary_label_batch(examples: Sequence[StepwiseExample], bank: RolloutBank, done: Done,
+                       trust_final_answer: bool = True) -> None:
     """First-error labels by binary search for a batch; all searches advance together, one probe each per round."""
     searches = [_Search(bank.keys(ex, n)) for n, ex in enumerate(examples)]
     inferred: dict[PrefixKey, bool] = {}
     for ex, search in zip(examples, searches, strict=True):
-        if search.keys and bank.final_ok(ex):
+        if trust_final_answer and search.keys and bank.final_ok(ex):
             # The solution itself is a continuation of each of its prefixes that reaches the gold
             # answer: every step is right (OmegaPRM searches only solutions with a wrong answer).
             search.lo = len(search.keys) - 1
@@ -99,14 +102,17 @@ def _labels(example: StepwiseExample, search: _Search, bank: RolloutBank) -> Ste
 
 def binary_label(examples: Sequence[StepwiseExample], completer: Completer, rollouts: int = 8,
                  base_seed: int = 0, answer_key: str = "answer",
-                 few_shot: str | None = None) -> tuple[list[StepwiseExample], LabelReport]:
+                 few_shot: str | None = None,
+                 trust_final_answer: bool = True) -> tuple[list[StepwiseExample], LabelReport]:
     """First-error labels for every example by binary search; ``mc_label``'s arguments and outputs.
 
     ``labels`` and ``meta['hard_labels']`` hold hard labels (see the module docstring);
     ``meta['step_rollouts']``/``meta['step_successes']`` the rollouts behind them (0 where a step's
-    label was inferred).
+    label was inferred). ``trust_final_answer=False`` probes solutions with a right final answer too,
+    as Monte-Carlo estimation rolls out from them, so that both disagree only on non-monotone labels.
     """
     if rollouts < 1:
         raise DataError(f"--rollouts must be at least 1, got {rollouts}")
     bank = RolloutBank(completer, rollouts, base_seed, answer_key, few_shot)
-    return collect(binary_label_batch, examples, bank), bank.report
+    labeller = partial(binary_label_batch, trust_final_answer=trust_final_answer)
+    return collect(labeller, examples, bank), bank.report

@@ -145,8 +145,8 @@ def run_label_job(input_path: str | Path, output_path: str | Path, completer: Co
             result.already_done += 1
         else:
             todo += 1
-    labeller: BatchLabeller = (binary_label_batch if label.method == "binary"
-                               else partial(mc_label_batch, early_stop=label.early_stop))
+    labeller: BatchLabeller = (partial(binary_label_batch, trust_final_answer=label.trust_final_answer)
+                               if label.method == "binary" else partial(mc_label_batch, early_stop=label.early_stop))
     report, start = result.report, time.monotonic()
     _append_json(runs_path(out), {"event": "start", "time": time.time(), "settings": settings})
     bar = _progress(todo, job.progress)

@@ -65,6 +65,8 @@ class LabelConfig:
     """rollouts per step prefix (at most, when a prefix stops early)"""
     early_stop: bool = False
     """mc: stop rolling out a prefix at its first success (the hard label is decided); soft labels are then successes/drawn, biased high"""
+    trust_final_answer: bool = True
+    """binary: a solution whose own final answer is right is all right, with no rollout (OmegaPRM); --no-trust-final-answer probes it too, reproducing MC's hard labels wherever they are monotone"""
     seed: int = 0
     """base seed of all rollout seeds"""
     answer_key: str = "answer"

@@ -131,12 +131,23 @@ def test_int8_export_passes_the_gate_or_is_refused_with_figures(artifact, labell
     assert not (artifact / "onnx" / "model.int8.onnx").exists() and (artifact / "onnx" / "model.onnx").is_file()
 
 
-def test_int8_leaves_attention_products_the_down_projections_and_the_head_in_fp32(artifact):
-    from prm.export import int8_matmuls
+def test_int8_quantizes_every_weight_matmul_but_the_head(artifact, labelled):
+    import onnx
 
-    # tiny model: 2 layers x (q, k, v, o, gate, up); its 2 x 2 attention products, 2 down projections and
-    # the step head stay fp32
-    assert len(int8_matmuls(artifact / "onnx" / "model.onnx")) == 12
+    from data_tools.schema import read_jsonl
+    from prm.export import Int8Gate, head_matmuls, quantize_int8, weight_matmuls
+    from prm.train import training_labels
+
+    model = onnx.load(str(artifact / "onnx" / "model.onnx"))
+    # tiny model: 2 layers x (q, k, v, o, gate, up, down) and the step head
+    assert len(weight_matmuls(model)) == 15 and len(head_matmuls(model)) == 1
+    examples = list(read_jsonl(labelled))
+    figures = quantize_int8(artifact, [(e.prompt, e.steps) for e in examples],
+                            [training_labels(e, "hard") for e in examples], Int8Gate(max_auroc_drop=1, min_agreement=0))
+    assert figures["passed"] and figures["block_size"] == 32
+    int8 = onnx.load(str(artifact / "onnx" / "model.int8.onnx"))
+    ops = [n.op_type for n in int8.graph.node]
+    assert ops.count("MatMulNBits") == 14 and len(head_matmuls(int8)) == 1
 
 
 def test_int8_without_check_data_is_refused(artifact, capsys):
