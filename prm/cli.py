@@ -53,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grad-accum", type=int, default=1, help="forward passes per optimizer step")
     p.add_argument("--last-step-only", action="store_true", help="train on each solution's last labelled step only")
     p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations: less memory, slower")
+    p.add_argument("--attention", choices=("auto", "eager", "sdpa"), default="auto",
+                   help="attention kernel (auto: eager under bf16 on CPU, where bf16 SDPA is slow; the backbone's own otherwise)")
     p.add_argument("--lora-r", type=int, default=0, help="LoRA rank (0: full fine-tuning); merged on save")
     p.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA alpha (update scaled by alpha / r)")
     p.add_argument("--lora-dropout", type=float, default=0.0)
@@ -145,7 +147,7 @@ def _train(args: argparse.Namespace) -> None:
                       bf16=not args.no_bf16, seed=args.seed, num_layers=args.layers,
                       freeze_layers=args.freeze_layers, monotone=args.monotone, max_steps=args.max_steps,
                       grad_accum=args.grad_accum, last_step_only=args.last_step_only,
-                      gradient_checkpointing=args.gradient_checkpointing, lora_r=args.lora_r,
+                      gradient_checkpointing=args.gradient_checkpointing, attention=args.attention, lora_r=args.lora_r,
                       lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, probe_init=not args.no_probe_init,
                       group_by_length=not args.no_group_by_length, save_steps=args.save_steps,
                       save_total_limit=args.save_total_limit, resume=args.resume, logging_steps=args.logging_steps)

@@ -150,6 +150,31 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_backbone)
         assert torch.allclose(g0[name], g1[name], atol=1e-6), name
 
 
+def test_attention_kernel_eager_under_cpu_bf16_gives_the_same_loss_and_gradients(tiny_backbone):
+    from prm.train import PadCollator, attention_kernel, build_scorer, encode_dataset
+
+    assert attention_kernel(TrainConfig(bf16=True), "sdpa") == ("sdpa" if torch.cuda.is_available() else "eager")
+    assert attention_kernel(TrainConfig(bf16=False), "sdpa") == "sdpa"
+    assert attention_kernel(TrainConfig(attention="sdpa"), "eager") == "sdpa"
+    with pytest.raises(ValueError, match="--attention must be auto, eager or sdpa"):
+        attention_kernel(TrainConfig(attention="flash"), "sdpa")
+    grads = []
+    for kernel in ("sdpa", "eager"):
+        torch.manual_seed(0)
+        cfg = TrainConfig(backbone=str(tiny_backbone), attention=kernel)
+        scorer, tok, prm_cfg = build_scorer(cfg)
+        assert scorer.backbone.config._attn_implementation == kernel
+        batch = PadCollator(tok.pad_token_id)(encode_dataset(labelled(4), tok, prm_cfg.step_token_id, cfg))  # padded
+        scorer.train()
+        loss = scorer(**batch)["loss"]
+        loss.backward()
+        grads.append((loss.item(), {n: p.grad.clone() for n, p in scorer.named_parameters() if p.grad is not None}))
+    (l0, g0), (l1, g1) = grads
+    assert l0 == pytest.approx(l1, abs=1e-5)
+    for name in g0:
+        assert torch.allclose(g0[name], g1[name], atol=1e-5), name
+
+
 def test_lora_trains_adapters_and_saves_a_plain_merged_artifact(tiny_backbone, tmp_path):
     from prm import PRM
     from prm.train import build_scorer
