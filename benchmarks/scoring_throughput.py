@@ -129,11 +129,14 @@ def main() -> None:
         g = gates["onnx-int8"]
         print(f"onnx-int8 refused by the gate: AUROC drop {g['auroc_drop']:+.4f}, decisions unchanged "
               f"{g['decisions_unchanged']:.4f}")
+    print(f"calibrated scores, PyTorch fp32 vs ONNX Runtime fp32, {gates['onnx']['steps']} held-out steps: "
+          f"max |diff| {gates['onnx']['max_abs_score_diff']:.2e}")
     passing = {b: v for b, v in rows.items() if gates[b]["passed"]}
     best = max(passing, key=passing.get)
     print(json.dumps({"best_backend": best, "tok_s": {b: round(v, 1) for b, v in rows.items()},
                       "speedup_vs_torch_fp32": round(passing[best] / base, 3), "gate_passed": True,
                       "int8_gate": {k: gates["onnx-int8"][k] for k in ("passed", "auroc_drop", "decisions_unchanged")},
+                      "calibrated_max_abs_diff_torch_onnx": gates["onnx"]["max_abs_score_diff"],
                       "roofline_tok_s": round(roof["roofline_tok_s"], 1),
                       "roofline_fraction": round(passing[best] / roof["roofline_tok_s"], 3),
                       "threads": args.threads, "tokens": tokens}))
