@@ -48,6 +48,11 @@ class ServerLog:
         return sum(e["outcome"] == outcome for e in self.entries)
 
 
+# One lock for every server in the process: a completer is not thread-safe, and tests run several
+# servers (a flaky one, a slow one) over the same completer at once.
+MODEL_LOCK = threading.Lock()
+
+
 def make_app(completer, behaviour: Behaviour, log: ServerLog):
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -55,10 +60,8 @@ def make_app(completer, behaviour: Behaviour, log: ServerLog):
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    model_lock = threading.Lock()  # the completer is not thread-safe
-
     def draw(prefix: str, seed: int, n: int) -> list[str]:
-        with model_lock:
+        with MODEL_LOCK:
             return completer.complete([RolloutRequest(prefix, tuple(seed + j for j in range(n)))])[0]
 
     async def serve(request: Request, chat: bool) -> JSONResponse:
