@@ -27,6 +27,7 @@ compute passes it is refused with a 503), ``PRM_FORWARD_BATCH`` rows per forward
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import bentoml
 
-from serving.guard import RequestGuard
+from serving.guard import RequestGuard, quiet_refusals
 from serving.schemas import (
     EXAMPLE_ITEMS,
     Aggregate,
@@ -68,6 +69,7 @@ class PRMInference:
     def __init__(self) -> None:
         from prm.scoring import ONNX_FILE, Scorer
 
+        quiet_refusals()
         folder = Path(os.environ.get("PRM_MODEL_DIR", "prm_model"))
         backend = os.environ.get("PRM_BACKEND") or ("onnx" if (folder / ONNX_FILE).is_file() else "torch")
         self.scorer = Scorer(folder, backend=backend, batch_size=_env_int("PRM_FORWARD_BATCH", 16),
@@ -91,11 +93,15 @@ class PRMInference:
         return getattr(self, "ready", False)
 
 
-@bentoml.service(traffic={"timeout": 60, "max_concurrency": _env_int("PRM_MAX_CONCURRENCY", 64)})
+# runner_probe off: BentoML's own check of the inference worker in /readyz hung for the whole 60 s
+# traffic timeout while that worker was still loading; __is_ready__ below checks it with a deadline.
+@bentoml.service(traffic={"timeout": 60, "max_concurrency": _env_int("PRM_MAX_CONCURRENCY", 64)},
+                 runner_probe={"enabled": False})
 class PRMService:
     inference = bentoml.depends(PRMInference)
 
     def __init__(self) -> None:
+        quiet_refusals()
         self.max_items = _env_int("PRM_MAX_ITEMS", 256)
         self.max_steps = _env_int("PRM_MAX_STEPS", 128)
         # Resolving the dependency here means: in-process, load and warm up the model before /readyz;
@@ -176,8 +182,16 @@ class PRMService:
             log.warning("connection to the inference worker failed; retrying once (scoring is idempotent)")
             return await self.inference.to_async.score_steps(items)
 
-    def __is_ready__(self) -> bool:
-        return getattr(self, "ready", False)
+    async def __is_ready__(self) -> bool:
+        if not getattr(self, "ready", False):
+            return False
+        probe = getattr(self.inference, "is_ready", None)  # a client of the worker under `bentoml serve`
+        if probe is None:
+            return True  # in-process: the model was loaded and warmed up in __init__
+        try:
+            return await asyncio.wait_for(probe(2), timeout=3)
+        except Exception:  # not up yet (timeout, refused connection): not ready, never a 500
+            return False
 
 
 PRMService.add_asgi_middleware(RequestGuard)
