@@ -18,11 +18,16 @@ happen in ``__init__`` so importing this module stays cheap. Bad input never get
 bodies are answered by ``serving.guard`` (400/401/413), wrong fields by BentoML's validation (400),
 and the limits below by 413. Settings (environment, read at start-up): ``PRM_MAX_ITEMS`` solutions
 per request (256), ``PRM_MAX_STEPS`` steps per solution (128), tokens per solution = the artifact's
-``max_length``, ``PRM_MAX_BODY_BYTES`` (4 MiB), ``PRM_MAX_CONCURRENCY`` requests in flight before
-429 (64), ``PRM_API_TOKEN`` for bearer-token auth; batching: ``PRM_BATCH_MAX_SIZE`` solutions per
-model call (64), ``PRM_BATCH_MAX_LATENCY_MS`` (10000; a queued call whose expected wait plus
-compute passes it is refused with a 503), ``PRM_FORWARD_BATCH`` rows per forward pass (16),
-``PRM_BACKEND`` and ``PRM_THREADS``. Prompts and steps are never logged.
+``max_length``, ``PRM_MAX_BODY_BYTES`` (4 MiB), ``PRM_API_TOKEN`` for bearer-token auth.
+
+Overload is refused at once rather than queued: ``PRM_MAX_CONCURRENCY`` requests in flight (64;
+BentoML answers the next with a 429), and ``PRM_MAX_WAIT_MS`` (20000): a request whose solutions,
+behind those already waiting for the model, would wait longer than this at the rate the model has
+been answering gets a 429 saying so (``serving.admission``). Batching: ``PRM_BATCH_MAX_SIZE``
+solutions per model call (64), ``PRM_BATCH_MAX_LATENCY_MS`` (60000: BentoML's batcher drops, with a
+503, a queued call it expects to miss this; a backstop behind the two above), ``PRM_FORWARD_BATCH``
+rows per forward pass (16); ``PRM_BACKEND`` and ``PRM_THREADS`` (model threads; all cores).
+Prompts and steps are never logged (``serving.guard.quiet_refusals``).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from pathlib import Path
 
 import bentoml
 
+from serving.admission import Admission
 from serving.guard import RequestGuard, quiet_refusals
 from serving.schemas import (
     EXAMPLE_ITEMS,
@@ -81,7 +87,7 @@ class PRMInference:
         log.info("PRM inference ready: %s (%s backend)", folder, backend)
 
     @bentoml.api(batchable=True, max_batch_size=_env_int("PRM_BATCH_MAX_SIZE", 64),
-                 max_latency_ms=_env_int("PRM_BATCH_MAX_LATENCY_MS", 10000))
+                 max_latency_ms=_env_int("PRM_BATCH_MAX_LATENCY_MS", 60000))
     def score_steps(self, items: list[Item]) -> list[StepScores]:
         """Calibrated step scores of each solution (a solution too long for the model says so instead)."""
         with self._lock:
@@ -104,6 +110,7 @@ class PRMService:
         quiet_refusals()
         self.max_items = _env_int("PRM_MAX_ITEMS", 256)
         self.max_steps = _env_int("PRM_MAX_STEPS", 128)
+        self.admission = Admission(_env_int("PRM_MAX_WAIT_MS", 20000) / 1000)
         # Resolving the dependency here means: in-process, load and warm up the model before /readyz;
         # under `bentoml serve`, a client of the inference worker (whose readiness /readyz also checks).
         self.inference  # noqa: B018
@@ -176,11 +183,22 @@ class PRMService:
     async def _infer(self, items: list[Item]) -> list[StepScores]:
         import aiohttp  # BentoML's client of the inference worker
 
+        wait = self.admission.admit(len(items))
+        if wait is not None:
+            raise bentoml.exceptions.BentoMLException(
+                f"overloaded: {len(items)} solutions would wait ~{wait:.0f} s for the model, over the server's "
+                "PRM_MAX_WAIT_MS; retry later or send fewer at once", error_code=HTTPStatus.TOO_MANY_REQUESTS)
+        answered = False
         try:
-            return await self.inference.to_async.score_steps(items)
-        except aiohttp.ClientConnectionError:  # e.g. a pooled connection the worker had closed when idle
-            log.warning("connection to the inference worker failed; retrying once (scoring is idempotent)")
-            return await self.inference.to_async.score_steps(items)
+            try:
+                scored = await self.inference.to_async.score_steps(items)
+            except aiohttp.ClientConnectionError:  # e.g. a pooled connection the worker had closed when idle
+                log.warning("connection to the inference worker failed; retrying once (scoring is idempotent)")
+                scored = await self.inference.to_async.score_steps(items)
+            answered = True
+            return scored
+        finally:
+            self.admission.release(len(items), answered)
 
     async def __is_ready__(self) -> bool:
         if not getattr(self, "ready", False):
