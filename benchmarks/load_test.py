@@ -2,26 +2,28 @@
 
 Starts a real ``bentoml serve`` on 127.0.0.1 for ``--model`` (``serving.launch.served``), then:
 
-1. in-process: ``prm.scoring.Scorer`` (same backend, same threads) scores the same solutions in one
-   call; real (unpadded) tokens per second, best of ``--repeats`` (measured before the server starts,
-   so nothing else of ours shares the cores);
-2. capacity: closed loop (each of C workers sends its next request when the last one answered) at
-   each ``--concurrency`` level, after a warm-up that lets the adaptive batcher fit its model; stops
-   when a level gains under 5%; capacity = the best level's requests/s and scored tokens/s;
-3. open loop at 25%, 50% and 80% of capacity: requests fired on a fixed schedule (Poisson or uniform
-   arrivals) whether or not earlier ones have answered; latency counts from the scheduled time, so
-   a stalled server cannot hide its queue (no coordinated omission);
-4. 2x capacity, open loop: status counts (200 / 429 / 503 / 504 / other, where other includes
+1. capacity: closed loop (each of C workers sends its next request when its last one is answered)
+   at each ``--concurrency`` level, after a warm-up that lets the adaptive batcher fit its latency
+   model; the ramp stops when a level gains under 5% or gets refusals; capacity = the best level's
+   requests/s and scored (real, unpadded) tokens/s. Right before and right after the ramp, with the
+   server idle, the in-process ``prm.scoring.Scorer`` (same backend, same threads) scores the same
+   solutions in one call (best of ``--repeats``); their mean is the reference for
+   ``service_vs_inprocess``, since a shared machine's speed drifts;
+2. open loop at 25%, 50% and 80% of capacity: requests fired on a schedule fixed in advance
+   (Poisson or uniform arrivals) whether or not earlier ones have answered; latency counts from the
+   scheduled time, so a stalled server cannot hide its queue (no coordinated omission);
+3. 2x capacity, open loop: status counts (200 / 429 / 503 / 504 / other, where other includes
    client-side timeouts and broken connections), how fast refusals come back, whether every
    accepted request finished;
-5. afterwards: ``/readyz`` and a few sequential requests, compared with the in-process scores.
+4. afterwards: ``/readyz`` and a few sequential requests, compared with the in-process scores.
 
-It also reads ``bentoml_service_adaptive_batch_size`` from ``/metrics`` around each phase (mean
-number of requests BentoML merged into one model call). Each request carries ``--items`` solutions
-(default 1: the calls search and RL trainers make one at a time, where server-side batching matters).
-The load generator runs on the same machine and takes CPU from the server; that cost is in the figures.
+It reads ``bentoml_service_adaptive_batch_size`` from ``/metrics`` around each phase (``mean_batch``:
+requests BentoML merged into one model call). Each request carries ``--items`` solutions (default 1:
+the calls search and RL loops make one at a time, where server-side batching matters). The load
+generator runs on the same machine and takes CPU from the server; that cost is in the figures, and
+``send_lag_p99_s`` says whether the generator itself kept to its schedule.
 
-    .venv/bin/python benchmarks/load_test.py --model demo_out/model [--threads 2] [--seconds 20]
+    .venv/bin/python benchmarks/load_test.py --model demo_out/model --threads 1
 
 The last line is JSON: service_vs_inprocess, p50_s / p95_s / p99_s (at 50% of capacity), by_load,
 status_2x, refusal_p99_s, accepted_finished, healthy_after, targets (each acceptance check).
@@ -49,9 +51,10 @@ from data_tools.problems import generate_dataset  # noqa: E402
 REFUSED = ("429", "503")
 
 
-def workload(n: int, seed: int) -> list[tuple[str, list[str]]]:
-    """Mixed-length demo-style solutions (2-8 steps, numbers up to 99), as scoring_throughput.py uses."""
-    data = generate_dataset(max(1, n // 2 + 1), seed=seed, min_steps=2, max_steps=8, max_number=99)
+def workload(n: int, seed: int, min_steps: int = 2, max_steps: int = 4, max_number: int = 20):
+    """Mixed-length demo-style solutions, gold and with an injected error ((prompt, steps) pairs)."""
+    data = generate_dataset(max(1, n // 2 + 1), seed=seed, min_steps=min_steps, max_steps=max_steps,
+                            max_number=max_number)
     return [(e.prompt, e.steps) for e in data][:n]
 
 
@@ -68,19 +71,26 @@ def pick_backend(model: Path, backend: str | None) -> str:
     return backend or ("onnx" if (model / ONNX_FILE).is_file() else "torch")
 
 
-def inprocess(model: Path, backend: str, threads: int, items, repeats: int) -> dict:
-    """Real tokens/s of the in-process Scorer over all items in one call (best of ``repeats``)."""
-    from prm.scoring import Scorer
+class InProcess:
+    """The in-process Scorer (same backend, same threads) over the same solutions, all in one call."""
 
-    scorer = Scorer(model, backend=backend, threads=threads, batch_size=int(os.environ.get("PRM_FORWARD_BATCH") or 16))
-    tokens = [len(scorer.encode(p, s).input_ids) for p, s in items]
-    scorer.score(items[: scorer.batch_size])  # warm-up
-    best, scores = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        scores = scorer.score(items)
-        best = min(best, time.perf_counter() - t0)
-    return {"tokens_per_s": sum(tokens) / best, "tokens": tokens, "scores": scores, "seconds": best}
+    def __init__(self, model: Path, backend: str, threads: int, items) -> None:
+        from prm.scoring import Scorer
+
+        self.items = items
+        self.scorer = Scorer(model, backend=backend, threads=threads,
+                             batch_size=int(os.environ.get("PRM_FORWARD_BATCH") or 16))
+        self.tokens = [len(self.scorer.encode(p, s).input_ids) for p, s in items]
+        self.scores = self.scorer.score(items)  # also the warm-up
+
+    def tokens_per_s(self, repeats: int) -> float:
+        """Real tokens per second, best of ``repeats`` passes."""
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            self.scorer.score(self.items)
+            best = min(best, time.perf_counter() - t0)
+        return sum(self.tokens) / best
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -137,14 +147,21 @@ async def post(http, body: bytes, start: float, tokens: int, rec: Recorder) -> N
     rec.add(status, time.perf_counter() - start, tokens, lag)
 
 
-async def closed_loop(http, bodies, concurrency: int, seconds: float, max_requests: int) -> Recorder:
+async def closed_loop(http, bodies, concurrency: int, seconds: float, max_requests: int,
+                      min_requests: int = 0) -> Recorder:
+    """C workers, each sending its next request as soon as its last one is answered: for ``seconds``
+    and at least ``min_requests`` (but at most 3 x ``seconds``), never more than ``max_requests``."""
     rec, sent = Recorder(), 0
-    stop = rec.t0 + seconds
+    stop, hard_stop = rec.t0 + seconds, rec.t0 + 3 * seconds
+
+    def more() -> bool:
+        now = time.perf_counter()
+        return sent < max_requests and now < hard_stop and (now < stop or sent < min_requests)
 
     async def worker(k: int) -> None:
         nonlocal sent
         i = k
-        while time.perf_counter() < stop and sent < max_requests:
+        while more():
             sent += 1
             body, tokens = bodies[i % len(bodies)]
             await post(http, body, time.perf_counter(), tokens, rec)
@@ -154,10 +171,11 @@ async def closed_loop(http, bodies, concurrency: int, seconds: float, max_reques
     return rec
 
 
-async def open_loop(http, bodies, rate: float, seconds: float, max_requests: int, arrivals: str,
-                    rng: random.Random) -> Recorder:
-    """Fire requests at ``rate`` per second on a schedule fixed in advance, never waiting for answers."""
-    n = max(1, min(max_requests, round(rate * seconds)))
+async def open_loop(http, bodies, rate: float, seconds: float, min_requests: int, max_requests: int,
+                    arrivals: str, rng: random.Random) -> Recorder:
+    """Fire requests at ``rate`` per second on a schedule fixed in advance, never waiting for answers:
+    ``seconds`` worth, but at least ``min_requests`` (a p99 needs them) and at most ``max_requests``."""
+    n = max(1, min(max_requests, max(min_requests, round(rate * seconds))))
     offsets, t = [], 0.0
     for _ in range(n):
         t += rng.expovariate(rate) if arrivals == "poisson" else 1.0 / rate
@@ -193,10 +211,10 @@ async def with_batches(http, phase):
     return rec, {"model_calls": int(c1 - c0), "mean_batch": round((s1 - s0) / (c1 - c0), 2) if c1 > c0 else None}
 
 
-async def run_load(base_url: str, args, items, reference) -> dict:
+async def run_load(base_url: str, args, items, reference: InProcess) -> dict:
     import httpx
 
-    tokens = reference["tokens"]
+    tokens = reference.tokens
     bodies = [(json.dumps({"items": [{"prompt": items[j % len(items)][0], "steps": items[j % len(items)][1]}
                                      for j in range(i, i + args.items)]}).encode(),
                sum(tokens[j % len(items)] for j in range(i, i + args.items)))
@@ -207,9 +225,13 @@ async def run_load(base_url: str, args, items, reference) -> dict:
         # warm-up: the adaptive batcher fits its latency model on its first calls
         await closed_loop(http, bodies, min(8, max(args.levels)), 600, args.warmup)
 
+        # in-process right before and after the ramp, the server idle meanwhile: the machine's speed drifts
+        inproc = [reference.tokens_per_s(args.repeats)]
+        log(f"in-process: {inproc[0]:.0f} tokens/s")
         levels, best = {}, None
         for c in args.levels:  # ascending; stop once a level adds under 5%, or is refused
-            rec, batches = await with_batches(http, closed_loop(http, bodies, c, args.seconds, args.max_requests))
+            rec, batches = await with_batches(http, closed_loop(http, bodies, c, args.seconds, args.max_requests,
+                                                                args.min_requests))
             level = levels[str(c)] = rec.summary() | batches
             log(f"closed loop, concurrency {c}: {level}")
             gain = best is None or level["tokens_per_s"] >= 1.05 * levels[best]["tokens_per_s"]
@@ -217,6 +239,8 @@ async def run_load(base_url: str, args, items, reference) -> dict:
                 best = str(c)
             if not gain or level["status"]["200"] < level["requests"]:
                 break
+        inproc.append(reference.tokens_per_s(args.repeats))
+        log(f"in-process: {inproc[1]:.0f} tokens/s")
         capacity = levels[best]
         capacity_rps = capacity["ok_rps"]
 
@@ -224,7 +248,8 @@ async def run_load(base_url: str, args, items, reference) -> dict:
         for frac in (0.25, 0.5, 0.8, 2.0):
             seconds = args.overload_seconds if frac == 2.0 else args.seconds
             rec, batches = await with_batches(http, open_loop(http, bodies, frac * capacity_rps, seconds,
-                                                              args.max_requests, args.arrivals, rng))
+                                                              args.min_requests, args.max_requests,
+                                                              args.arrivals, rng))
             by_load[str(frac)] = rec.summary(frac * capacity_rps) | batches
             log(f"open loop at {frac:.0%} of capacity: {by_load[str(frac)]}")
 
@@ -236,8 +261,8 @@ async def run_load(base_url: str, args, items, reference) -> dict:
             statuses.append(resp.status_code)
             if resp.status_code == 200:
                 got = resp.json()["results"][0]["step_scores"]
-                diffs.append(max(abs(a - b) for a, b in zip(got, reference["scores"][i], strict=True)))
-    return {"capacity_levels": levels, "capacity_concurrency": int(best), "capacity_rps": capacity_rps,
+                diffs.append(max(abs(a - b) for a, b in zip(got, reference.scores[i], strict=True)))
+    return {"inprocess_tokens_per_s": inproc, "capacity_levels": levels, "capacity_concurrency": int(best), "capacity_rps": capacity_rps,
             "service_tokens_per_s": capacity["tokens_per_s"], "by_load": by_load,
             "healthy_after": ready and statuses == [200] * len(statuses),
             "after_max_abs_diff": max(diffs) if diffs else None}
@@ -268,13 +293,18 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--backend", default=None, help="Scorer backend for both sides (default: onnx when exported)")
     ap.add_argument("--threads", type=int, default=0, help="model threads, in-process and in the service "
                     "(PRM_THREADS; default: all cores)")
-    ap.add_argument("--solutions", type=int, default=200, help="distinct solutions, cycled through")
+    ap.add_argument("--solutions", type=int, default=96, help="distinct solutions, cycled through")
     ap.add_argument("--items", type=int, default=1, help="solutions per request")
-    ap.add_argument("--repeats", type=int, default=3, help="in-process passes (best is kept)")
+    ap.add_argument("--steps", default="2,4", help="MIN,MAX steps per solution (lengths vary: sorting matters)")
+    ap.add_argument("--max-number", type=int, default=20, help="largest operand in the generated problems")
+    ap.add_argument("--repeats", type=int, default=2, help="in-process passes before and after the ramp "
+                    "(best of each is kept; their mean is the reference)")
     ap.add_argument("--warmup", type=int, default=40, help="requests before measuring (the batcher's fit)")
-    ap.add_argument("--concurrency", default="2,4,8,16,32", help="closed-loop levels for capacity, ascending")
-    ap.add_argument("--seconds", type=float, default=20.0, help="length of each capacity and open-loop phase")
+    ap.add_argument("--concurrency", default="2,4,8,16", help="closed-loop levels for capacity, ascending")
+    ap.add_argument("--seconds", type=float, default=15.0, help="length of each capacity and open-loop phase")
     ap.add_argument("--overload-seconds", type=float, default=15.0, help="length of the 2x-capacity phase")
+    ap.add_argument("--min-requests", type=int, default=60, help="requests per phase at least (longer "
+                    "phases for a slow model)")
     ap.add_argument("--max-requests", type=int, default=5000, help="cap on the requests of any one phase")
     ap.add_argument("--arrivals", choices=("poisson", "uniform"), default="poisson")
     ap.add_argument("--client-timeout", type=float, default=75.0, help="seconds (the service's own timeout is 60)")
@@ -295,9 +325,10 @@ def main(argv: list[str] | None = None) -> dict:
                      "--model DIR, or --tiny for a smoke run on the tiny test artifact")
         backend = pick_backend(model, args.backend)
         threads = args.threads or (os.cpu_count() or 1)
-        items = workload(args.solutions, args.seed)
-        ref = inprocess(model, backend, threads, items, args.repeats)
-        log(f"in-process {backend}, {threads} threads: {ref['tokens_per_s']:.0f} tokens/s")
+        lo, hi = (int(x) for x in args.steps.split(","))
+        items = workload(args.solutions, args.seed, lo, hi, args.max_number)
+        ref = InProcess(model, backend, threads, items)
+        log(f"in-process scorer ready: {backend}, {threads} threads, {sum(ref.tokens)} tokens")
 
         from serving.launch import served
 
@@ -315,7 +346,8 @@ def main(argv: list[str] | None = None) -> dict:
                 os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
     half, over = load["by_load"]["0.5"], load["by_load"]["2.0"]
-    ratio = load["service_tokens_per_s"] / ref["tokens_per_s"]
+    inproc = statistics.mean(load["inprocess_tokens_per_s"])
+    ratio = load["service_tokens_per_s"] / inproc
     refused = over["status"]["429"] + over["status"]["503"]
     targets = {
         "service_vs_inprocess>=0.85": ratio >= 0.85,
@@ -328,8 +360,9 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "model": str(args.model if not args.tiny else "tiny"), "backend": backend, "threads": threads,
         "items_per_request": args.items, "solutions": len(items),
-        "mean_tokens_per_solution": round(statistics.mean(ref["tokens"]), 1),
-        "inprocess_tokens_per_s": round(ref["tokens_per_s"], 1),
+        "mean_tokens_per_solution": round(statistics.mean(ref.tokens), 1),
+        "inprocess_tokens_per_s": round(inproc, 1),
+        "inprocess_before_after": [round(x, 1) for x in load["inprocess_tokens_per_s"]],
         "service_tokens_per_s": load["service_tokens_per_s"],
         "service_vs_inprocess": round(ratio, 3),
         "capacity_rps": load["capacity_rps"], "capacity_concurrency": load["capacity_concurrency"],

@@ -21,7 +21,7 @@ per request (256), ``PRM_MAX_STEPS`` steps per solution (128), tokens per soluti
 ``max_length``, ``PRM_MAX_BODY_BYTES`` (4 MiB), ``PRM_API_TOKEN`` for bearer-token auth.
 
 Overload is refused at once rather than queued: ``PRM_MAX_CONCURRENCY`` requests in flight (64;
-BentoML answers the next with a 429), and ``PRM_MAX_WAIT_MS`` (20000): a request whose solutions,
+BentoML answers the next with a 429), and ``PRM_MAX_WAIT_MS`` (10000): a request whose solutions,
 behind those already waiting for the model, would wait longer than this at the rate the model has
 been answering gets a 429 saying so (``serving.admission``). Batching: ``PRM_BATCH_MAX_SIZE``
 solutions per model call (64), ``PRM_BATCH_MAX_LATENCY_MS`` (60000: BentoML's batcher drops, with a
@@ -110,7 +110,7 @@ class PRMService:
         quiet_refusals()
         self.max_items = _env_int("PRM_MAX_ITEMS", 256)
         self.max_steps = _env_int("PRM_MAX_STEPS", 128)
-        self.admission = Admission(_env_int("PRM_MAX_WAIT_MS", 20000) / 1000)
+        self.admission = Admission(_env_int("PRM_MAX_WAIT_MS", 10000) / 1000)
         # Resolving the dependency here means: in-process, load and warm up the model before /readyz;
         # under `bentoml serve`, a client of the inference worker (whose readiness /readyz also checks).
         self.inference  # noqa: B018
