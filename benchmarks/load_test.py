@@ -208,7 +208,8 @@ async def with_batches(http, phase):
     s0, c0 = await batch_metric(http)
     rec = await phase
     s1, c1 = await batch_metric(http)
-    return rec, {"model_calls": int(c1 - c0), "mean_batch": round((s1 - s0) / (c1 - c0), 2) if c1 > c0 else None}
+    return rec, {"model_calls": int(c1 - c0), "mean_batch": round((s1 - s0) / (c1 - c0), 2) if c1 > c0 else None,
+                 "metric_count": [c0, c1]}
 
 
 async def run_load(base_url: str, args, items, reference: InProcess) -> dict:

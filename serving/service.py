@@ -21,12 +21,15 @@ per request (256), ``PRM_MAX_STEPS`` steps per solution (128), tokens per soluti
 ``max_length``, ``PRM_MAX_BODY_BYTES`` (4 MiB), ``PRM_API_TOKEN`` for bearer-token auth.
 
 Overload is refused at once rather than queued: ``PRM_MAX_CONCURRENCY`` requests in flight (64;
-BentoML answers the next with a 429), and ``PRM_MAX_WAIT_MS`` (10000): a request whose solutions,
+BentoML answers the next with a 429), and ``PRM_MAX_WAIT_MS`` (30000): a request whose solutions,
 behind those already waiting for the model, would wait longer than this at the rate the model has
-been answering gets a 429 saying so (``serving.admission``). Batching: ``PRM_BATCH_MAX_SIZE``
+been answering gets a 429 saying so (``serving.admission``): half the 60 s timeout, so admitted work
+finishes, and batch clients (64 solutions a request, several at once) still get in; lower it where
+callers would rather hear "no" sooner. Batching: ``PRM_BATCH_MAX_SIZE``
 solutions per model call (64), ``PRM_BATCH_MAX_LATENCY_MS`` (60000: BentoML's batcher drops, with a
 503, a queued call it expects to miss this; a backstop behind the two above), ``PRM_FORWARD_BATCH``
-rows per forward pass (16); ``PRM_BACKEND`` and ``PRM_THREADS`` (model threads; all cores).
+rows per forward pass (16), ``PRM_BATCH_MAX_HOLD_MS`` (0, see ``cap_batch_hold``); ``PRM_BACKEND``
+and ``PRM_THREADS`` (model threads; all cores).
 Prompts and steps are never logged (``serving.guard.quiet_refusals``).
 """
 
@@ -140,7 +143,7 @@ class PRMService:
         quiet_refusals()
         self.max_items = _env_int("PRM_MAX_ITEMS", 256)
         self.max_steps = _env_int("PRM_MAX_STEPS", 128)
-        self.admission = Admission(_env_int("PRM_MAX_WAIT_MS", 10000) / 1000)
+        self.admission = Admission(_env_int("PRM_MAX_WAIT_MS", 30000) / 1000)
         # Resolving the dependency here means: in-process, load and warm up the model before /readyz;
         # under `bentoml serve`, a client of the inference worker (whose readiness /readyz also checks).
         self.inference  # noqa: B018
