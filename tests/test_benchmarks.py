@@ -52,7 +52,7 @@ def test_train_throughput_reports_both_speedups(tiny_backbone):
 
 def test_load_test_runs_on_the_tiny_artifact_and_reports_json(tiny_artifact):
     res = run("load_test.py", "--model", str(tiny_artifact), "--solutions", "16", "--warmup", "8",
-              "--concurrency", "4", "--seconds", "1", "--min-requests", "5", "--overload-seconds", "1", "--repeats", "1")
+              "--concurrency", "4", "--seconds", "1", "--min-requests", "5", "--overload-seconds", "1", "--pairs", "1")
     for key in ("service_vs_inprocess", "p50_s", "p99_s", "by_load", "status_2x", "healthy_after", "targets"):
         assert key in res, key
     assert set(res["by_load"]) == {"0.25", "0.5", "0.8", "2.0"}
