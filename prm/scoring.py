@@ -117,7 +117,9 @@ class Scorer:
 
     def batches(self, items: Sequence[tuple[str, Sequence[str]]]):
         """(encoded items, [(indices, ids [b, n], mask [b, n])]): sorted by length, padded to each batch's longest."""
-        encoded = [self.encode(p, s) for p, s in items]
+        return self._pad([self.encode(p, s) for p, s in items])
+
+    def _pad(self, encoded: list):
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
         out = []
         for start in range(0, len(order), self.batch_size):
@@ -132,7 +134,9 @@ class Scorer:
         return encoded, out
 
     def step_logits(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[np.ndarray]:
-        encoded, batches = self.batches(items)
+        return self._step_logits(*self.batches(items))
+
+    def _step_logits(self, encoded: list, batches: list) -> list[np.ndarray]:
         out: list[np.ndarray] = [np.empty(0)] * len(encoded)
         for chunk, ids, mask in batches:
             logits = self._run(ids, mask)  # [b, n]
@@ -144,6 +148,19 @@ class Scorer:
 
     def score(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
         return [apply_calibration(z, self.calibration).tolist() for z in self.step_logits(items)]
+
+    def score_each(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[float] | TooLongError]:
+        """Like ``score``, but a solution that cannot fit gets its ``TooLongError`` in its place and the
+        others are still scored (the service's batches mix solutions of several requests)."""
+        encoded, failed = [], {}
+        for n, (prompt, steps) in enumerate(items):
+            try:
+                encoded.append(self.encode(prompt, steps))
+            except TooLongError as exc:
+                failed[n] = exc
+        scores = iter(apply_calibration(z, self.calibration).tolist()
+                      for z in self._step_logits(*self._pad(encoded)))
+        return [failed[n] if n in failed else next(scores) for n in range(len(items))]
 
 
 def _onnx_runner(path: Path, threads: int):

@@ -9,12 +9,17 @@ without the right ``Authorization: Bearer`` token when a token is configured. GE
 
 Settings: ``PRM_MAX_BODY_BYTES`` (default 4 MiB) and ``PRM_API_TOKEN`` (unset: no auth), read
 when the server starts, or passed as options.
+
+``quiet_refusals()`` keeps request content out of BentoML's own log: it logs every refused request
+with a traceback, and the text of pydantic's ``ValidationError`` quotes the value it rejected
+(``input_value='...'``), which can be a prompt or a step.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 
 DEFAULT_MAX_BODY_BYTES = 4 << 20
@@ -83,3 +88,43 @@ async def _reply(send, status: int, message: str) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
     await send({"type": "http.response.body", "body": payload})
+
+
+# The logger BentoML's `log_exception` writes "Exception on /score [POST]" + traceback to.
+BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
+
+
+class RefusalFilter(logging.Filter):
+    """Refused requests (a 4xx, or 503 under overload) become one line without the input; real server
+    errors keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        summary = _refusal(exc) if exc is not None else None
+        if summary is None:
+            return True
+        level, text = summary
+        record.msg, record.args = f"{record.getMessage()} refused: {text}", ()
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        record.levelno, record.levelname = level, logging.getLevelName(level)
+        return True
+
+
+def _refusal(exc: BaseException) -> tuple[int, str] | None:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):  # field locations and error types only: never the input
+        where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['type']}"
+                          for e in exc.errors(include_url=False, include_context=False, include_input=False))
+        return logging.INFO, f"400 {exc.error_count()} validation error(s): {where[:500]}"
+    status = getattr(getattr(exc, "error_code", None), "value", None)
+    if isinstance(status, int) and (400 <= status < 500 or status == 503):
+        return (logging.WARNING if status == 503 else logging.INFO), f"{status} {type(exc).__name__}"
+    return None
+
+
+def quiet_refusals() -> None:
+    """Install ``RefusalFilter`` on BentoML's request-error logger (once per process)."""
+    logger = logging.getLogger(BENTOML_REQUEST_LOGGER)
+    if not any(isinstance(f, RefusalFilter) for f in logger.filters):
+        logger.addFilter(RefusalFilter())

@@ -19,6 +19,12 @@ class Result(BaseModel):
     score: float = Field(description="The solution score: step scores aggregated as requested.")
 
 
+class StepScores(BaseModel):
+    """One solution's answer from the inner inference service: its step scores, or why it was not scored."""
+    step_scores: list[float] = Field(default_factory=list)
+    too_long: str | None = Field(default=None, description="Set when the solution does not fit the model.")
+
+
 class ScoreResponse(BaseModel):
     results: list[Result]
 

@@ -1,28 +1,51 @@
 """The BentoML scoring service over a PRM artifact (ONNX preferred, PyTorch fallback).
 
-Endpoints: ``POST /score`` (step scores and a solution score per item), ``POST /rank`` (best-of-N
-over candidates of one prompt), ``POST /openrlhf`` (OpenRLHF's remote reward contract); BentoML's
-``/livez``, ``/readyz`` (after one warm-up inference) and ``/metrics``.
+Two services. ``PRMService`` is the public front: ``POST /score`` (step scores and a solution score
+per item), ``POST /rank`` (best-of-N over candidates of one prompt), ``POST /openrlhf`` (OpenRLHF's
+remote reward contract); BentoML's ``/livez``, ``/readyz`` (after one warm-up inference) and
+``/metrics``. It checks the limits, then hands the solutions to ``PRMInference`` (through
+``bentoml.depends``), whose one batchable API holds the model: BentoML's adaptive batcher merges the
+solutions of concurrent requests into one call, and ``prm.scoring.Scorer`` sorts them by length and
+pads each forward batch only to its own longest row.
+
+Under ``bentoml serve`` the two run as separate processes (the front as the API server, the inner
+service as its own worker on a local socket), so batching happens there. Anywhere else (the class
+called directly, ``PRMService.to_asgi()``, ``bentoml serve --development``) the dependency is a
+plain in-process instance and every request is scored on its own.
 
 The artifact folder comes from ``$PRM_MODEL_DIR`` (``prm serve MODEL`` sets it). Heavy imports
 happen in ``__init__`` so importing this module stays cheap. Bad input never gets a 5xx: malformed
 bodies are answered by ``serving.guard`` (400/401/413), wrong fields by BentoML's validation (400),
-and the limits below by 413. Limits (environment, read at start-up): ``PRM_MAX_ITEMS`` solutions
+and the limits below by 413. Settings (environment, read at start-up): ``PRM_MAX_ITEMS`` solutions
 per request (256), ``PRM_MAX_STEPS`` steps per solution (128), tokens per solution = the artifact's
-``max_length``, ``PRM_MAX_BODY_BYTES`` (4 MiB), ``PRM_MAX_CONCURRENCY`` requests in flight before
-429 (64), and ``PRM_API_TOKEN`` for bearer-token auth. Prompts and steps are never logged.
+``max_length``, ``PRM_MAX_BODY_BYTES`` (4 MiB), ``PRM_API_TOKEN`` for bearer-token auth.
+
+Overload is refused at once rather than queued: ``PRM_MAX_CONCURRENCY`` requests in flight (64;
+BentoML answers the next with a 429), and ``PRM_MAX_WAIT_MS`` (30000): a request whose solutions,
+behind those already waiting for the model, would wait longer than this at the rate the model has
+been answering gets a 429 saying so (``serving.admission``): half the 60 s timeout, so admitted work
+finishes, and batch clients (64 solutions a request, several at once) still get in; lower it where
+callers would rather hear "no" sooner. Batching: ``PRM_BATCH_MAX_SIZE``
+solutions per model call (64), ``PRM_BATCH_MAX_LATENCY_MS`` (60000: BentoML's batcher drops, with a
+503, a queued call it expects to miss this; a backstop behind the two above), ``PRM_FORWARD_BATCH``
+rows per forward pass (16), ``PRM_BATCH_MAX_HOLD_MS`` (0, see ``cap_batch_hold``); ``PRM_BACKEND``
+and ``PRM_THREADS`` (model threads; all cores).
+Prompts and steps are never logged (``serving.guard.quiet_refusals``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import threading
 from http import HTTPStatus
 from pathlib import Path
 
 import bentoml
 
-from serving.guard import RequestGuard
+from serving.admission import Admission
+from serving.guard import RequestGuard, quiet_refusals
 from serving.schemas import (
     EXAMPLE_ITEMS,
     Aggregate,
@@ -31,6 +54,7 @@ from serving.schemas import (
     RankResponse,
     Result,
     ScoreResponse,
+    StepScores,
 )
 
 log = logging.getLogger(__name__)
@@ -40,48 +64,115 @@ def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name) or default)
 
 
+def cap_batch_hold(max_hold_s: float) -> bool:
+    """Cap how long BentoML's batcher holds a batch open for more calls while the model is free.
+
+    The batcher holds each batch for about the mean queueing delay of its last 50 batches. After a
+    burst that mean is the burst's queueing and fades by ~5% per 50 calls, so lone requests kept
+    waiting for it: on the tiny test model 0.19 s instead of 0.02 s, still 0.17 s sixty requests
+    later. On a CPU, where cost is close to linear in tokens, holding buys little; calls that arrive
+    while a batch runs are merged into the next one anyway. This caps the learned hold (BentoML 1.4's
+    ``Optimizer.wait``); where that internal is missing it changes nothing and says so.
+    """
+    try:
+        from bentoml._internal.marshal.dispatcher import Optimizer
+    except ImportError:
+        Optimizer = None
+    refresh = getattr(Optimizer, "trigger_refresh", None)
+    if refresh is None:
+        log.warning("BentoML's batcher has no Optimizer.trigger_refresh here; its hold is not capped")
+        return False
+    original = getattr(refresh, "__wrapped__", refresh)
+
+    def trigger_refresh(self):
+        original(self)
+        self.wait = min(self.wait, max_hold_s)
+
+    trigger_refresh.__wrapped__ = original
+    Optimizer.trigger_refresh = trigger_refresh
+    return True
+
+
 def too_large(message: str) -> bentoml.exceptions.BentoMLException:
     return bentoml.exceptions.BentoMLException(message, error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
 
 
-@bentoml.service(traffic={"timeout": 60, "max_concurrency": _env_int("PRM_MAX_CONCURRENCY", 64)})
-class PRMService:
+# The front's client of this service replaces its connection pool every `max_requests` calls or `max_age`
+# seconds and closes the old one with calls still in flight on it (BentoML 1.4.40), which failed ~1 in 100
+# concurrent calls with "Server disconnected": so never, in practice.
+@bentoml.service(traffic={"timeout": 60}, runner_connection={"max_requests": 1 << 30, "max_age": 1e9})
+class PRMInference:
+    """The model: one batchable API over solutions, fed by BentoML's adaptive batcher."""
+
     def __init__(self) -> None:
         from prm.scoring import ONNX_FILE, Scorer
 
-        self.max_items = _env_int("PRM_MAX_ITEMS", 256)
-        self.max_steps = _env_int("PRM_MAX_STEPS", 128)
+        quiet_refusals()
+        cap_batch_hold(_env_int("PRM_BATCH_MAX_HOLD_MS", 0) / 1000)
         folder = Path(os.environ.get("PRM_MODEL_DIR", "prm_model"))
         backend = os.environ.get("PRM_BACKEND") or ("onnx" if (folder / ONNX_FILE).is_file() else "torch")
-        self.scorer = Scorer(folder, backend=backend)
-        self.scorer.score([(i.prompt, i.steps) for i in EXAMPLE_ITEMS])  # warm-up before /readyz
+        self.scorer = Scorer(folder, backend=backend, batch_size=_env_int("PRM_FORWARD_BATCH", 16),
+                             threads=_env_int("PRM_THREADS", 0) or None)
+        # In-process (no `bentoml serve`) several threads may call at once; the model runs one batch at a time.
+        self._lock = threading.Lock()
+        self.score_steps(EXAMPLE_ITEMS)  # warm-up before /readyz
         self.ready = True
-        log.info("PRM service ready: %s (%s backend)", folder, backend)
+        log.info("PRM inference ready: %s (%s backend)", folder, backend)
+
+    @bentoml.api(batchable=True, max_batch_size=_env_int("PRM_BATCH_MAX_SIZE", 64),
+                 max_latency_ms=_env_int("PRM_BATCH_MAX_LATENCY_MS", 60000))
+    def score_steps(self, items: list[Item]) -> list[StepScores]:
+        """Calibrated step scores of each solution (a solution too long for the model says so instead)."""
+        with self._lock:
+            scored = self.scorer.score_each([(i.prompt, i.steps) for i in items])
+        return [StepScores(too_long=str(s)) if isinstance(s, Exception) else StepScores(step_scores=s)
+                for s in scored]
+
+    def __is_ready__(self) -> bool:
+        return getattr(self, "ready", False)
+
+
+# runner_probe off: BentoML's own check of the inference worker in /readyz hung for the whole 60 s
+# traffic timeout while that worker was still loading; __is_ready__ below checks it with a deadline.
+@bentoml.service(traffic={"timeout": 60, "max_concurrency": _env_int("PRM_MAX_CONCURRENCY", 64)},
+                 runner_probe={"enabled": False})
+class PRMService:
+    inference = bentoml.depends(PRMInference)
+
+    def __init__(self) -> None:
+        quiet_refusals()
+        self.max_items = _env_int("PRM_MAX_ITEMS", 256)
+        self.max_steps = _env_int("PRM_MAX_STEPS", 128)
+        self.admission = Admission(_env_int("PRM_MAX_WAIT_MS", 30000) / 1000)
+        # Resolving the dependency here means: in-process, load and warm up the model before /readyz;
+        # under `bentoml serve`, a client of the inference worker (whose readiness /readyz also checks).
+        self.inference  # noqa: B018
+        self.ready = True
 
     @bentoml.api
-    def score(self, items: list[Item] = EXAMPLE_ITEMS, aggregate: Aggregate = "min") -> ScoreResponse:
+    async def score(self, items: list[Item] = EXAMPLE_ITEMS, aggregate: Aggregate = "min") -> ScoreResponse:
         from prm.scoring import aggregate as combine
 
-        step_scores = self._score([(i.prompt, i.steps) for i in items])
+        step_scores = await self._score(items)
         return ScoreResponse(results=[Result(step_scores=s, score=combine(s, aggregate)) for s in step_scores])
 
     @bentoml.api
-    def rank(self, prompt: str = EXAMPLE_ITEMS[0].prompt,
-             candidates: list[list[str]] = [EXAMPLE_ITEMS[0].steps],  # noqa: B006 (a schema example)
-             aggregate: Aggregate = "min") -> RankResponse:
+    async def rank(self, prompt: str = EXAMPLE_ITEMS[0].prompt,
+                   candidates: list[list[str]] = [EXAMPLE_ITEMS[0].steps],  # noqa: B006 (a schema example)
+                   aggregate: Aggregate = "min") -> RankResponse:
         """Best-of-N over candidate solutions (step lists) of one prompt."""
         from prm.scoring import aggregate as combine
 
         if not candidates or any(not c for c in candidates):
             raise bentoml.exceptions.InvalidArgument("'candidates' needs at least one candidate, each with "
                                                      "at least one step")
-        scores = [combine(s, aggregate) for s in self._score([(prompt, c) for c in candidates])]
+        scores = [combine(s, aggregate) for s in await self._score([Item(prompt=prompt, steps=c) for c in candidates])]
         order = sorted(range(len(scores)), key=lambda i: -scores[i])
         return RankResponse(scores=scores, order=order, best=order[0])
 
     @bentoml.api
-    def openrlhf(self, query: list[str], prompts: list[str] | None = None,
-                 labels: list[str] | None = None) -> OpenRLHFResponse:
+    async def openrlhf(self, query: list[str], prompts: list[str] | None = None,
+                       labels: list[str] | None = None) -> OpenRLHFResponse:
         """OpenRLHF's remote reward contract: ``query`` is prompt + response; the response is scored.
 
         Responses are split into steps one per line; a response with no step gets reward 0.
@@ -99,30 +190,59 @@ class PRMService:
             response = q[len(prompt):] if prompt and q.startswith(prompt) else q
             steps = split_steps(response)
             if steps:
-                items.append((prompt, steps))
+                items.append(Item(prompt=prompt, steps=steps))
                 where.append(i)
         rewards, n_steps = [0.0] * len(query), [0.0] * len(query)
-        for i, (item, step_scores) in zip(where, zip(items, self._score(items), strict=True), strict=True):
-            rewards[i], n_steps[i] = combine(step_scores, "min"), float(len(item[1]))
+        for i, (item, step_scores) in zip(where, zip(items, await self._score(items), strict=True), strict=True):
+            rewards[i], n_steps[i] = combine(step_scores, "min"), float(len(item.steps))
         return OpenRLHFResponse(rewards=rewards, scores=rewards, extra_logs={"prm_steps": n_steps})
 
-    def _score(self, items: list[tuple[str, list[str]]]) -> list[list[float]]:
+    async def _score(self, items: list[Item]) -> list[list[float]]:
         """Calibrated step scores, after the request limits (413 with what to change)."""
-        from prm.tokenization import TooLongError
-
         if len(items) > self.max_items:
             raise too_large(f"{len(items)} solutions in one request; the limit is {self.max_items} "
                             "(split the request, or raise PRM_MAX_ITEMS on the server)")
-        for n, (_, steps) in enumerate(items):
-            if len(steps) > self.max_steps:
-                raise too_large(f"solution {n} has {len(steps)} steps; the limit is {self.max_steps} (PRM_MAX_STEPS)")
-        try:
-            return self.scorer.score(items)
-        except TooLongError as exc:
-            raise too_large(f"a solution is too long for the model: {exc}") from None
+        for n, item in enumerate(items):
+            if len(item.steps) > self.max_steps:
+                raise too_large(f"solution {n} has {len(item.steps)} steps; the limit is {self.max_steps} (PRM_MAX_STEPS)")
+        if not items:
+            return []
+        scored = await self._infer(items)
+        for n, s in enumerate(scored):
+            if s.too_long is not None:
+                raise too_large(f"a solution is too long for the model (solution {n}): {s.too_long}")
+        return [s.step_scores for s in scored]
 
-    def __is_ready__(self) -> bool:
-        return getattr(self, "ready", False)
+    async def _infer(self, items: list[Item]) -> list[StepScores]:
+        import aiohttp  # BentoML's client of the inference worker
+
+        wait = self.admission.admit(len(items))
+        if wait is not None:
+            raise bentoml.exceptions.BentoMLException(
+                f"overloaded: {len(items)} solutions would wait ~{wait:.0f} s for the model, over the server's "
+                "PRM_MAX_WAIT_MS; retry later or send fewer at once", error_code=HTTPStatus.TOO_MANY_REQUESTS)
+        answered = False
+        try:
+            try:
+                scored = await self.inference.to_async.score_steps(items)
+            except aiohttp.ClientConnectionError:  # e.g. a pooled connection the worker had closed when idle
+                log.warning("connection to the inference worker failed; retrying once (scoring is idempotent)")
+                scored = await self.inference.to_async.score_steps(items)
+            answered = True
+            return scored
+        finally:
+            self.admission.release(len(items), answered)
+
+    async def __is_ready__(self) -> bool:
+        if not getattr(self, "ready", False):
+            return False
+        probe = getattr(self.inference, "is_ready", None)  # a client of the worker under `bentoml serve`
+        if probe is None:
+            return True  # in-process: the model was loaded and warmed up in __init__
+        try:
+            return await asyncio.wait_for(probe(2), timeout=3)
+        except Exception:  # not up yet (timeout, refused connection): not ready, never a 500
+            return False
 
 
 PRMService.add_asgi_middleware(RequestGuard)

@@ -24,8 +24,10 @@ def test_bentoml_build_packs_an_importable_service(tmp_path):
     assert "torch==2.13.0" in requirements and "onnxruntime-gpu" in requirements
     # the Bento's own source (not this checkout) provides the service class
     probe = (f"import serving.service as s, bentoml; assert s.__file__.startswith({str(src)!r}); "
-             "assert isinstance(s.PRMService, bentoml.Service); print(sorted(s.PRMService.apis))")
+             "assert isinstance(s.PRMService, bentoml.Service); print(sorted(s.PRMService.apis)); "
+             "print(sorted(s.PRMService.all_services()))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=src,
                          env=dict(env, PYTHONPATH=str(src)), timeout=120)
     assert out.returncode == 0, out.stderr
     assert "score" in out.stdout
+    assert "PRMInference" in out.stdout  # the batching inference service travels with the front

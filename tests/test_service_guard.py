@@ -12,7 +12,12 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-def guarded(tiny_artifact):
+def server_log(tmp_path_factory):
+    return tmp_path_factory.mktemp("guard") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def guarded(tiny_artifact, server_log):
     """The service with small limits and a token, as its environment would configure it."""
     from serving.launch import served
 
@@ -21,7 +26,7 @@ def guarded(tiny_artifact):
                        "PRM_API_TOKEN": TOKEN}.items():
         mp.setenv(key, value)
     try:
-        with served(tiny_artifact) as prm, httpx.Client(base_url=prm.base_url, timeout=60) as http:
+        with served(tiny_artifact, log_path=server_log) as prm, httpx.Client(base_url=prm.base_url, timeout=60) as http:
             yield http
     finally:
         mp.undo()
@@ -60,6 +65,23 @@ def test_malformed_json_gets_400(guarded, raw):
     resp = guarded.post("/score", content=raw, headers=AUTH | {"content-type": "application/json"})
     assert resp.status_code == 400, resp.text
     assert "JSON" in resp.json()["error"]
+
+
+def test_request_content_never_reaches_the_log(guarded, server_log):
+    marker = "Secret-Prompt-Text-7f3a"
+    bodies = [
+        {"items": [{"prompt": marker, "steps": [marker]}]},  # accepted
+        {"items": [{"prompt": marker, "steps": marker}]},  # 400: pydantic would quote the string it refused
+        {"items": [{"prompt": 3, "steps": [marker]}], "aggregate": marker},  # 400
+        {"items": [{"prompt": marker, "steps": [marker + " word" * 900]}]},  # 413, too long for the model
+        {"items": [{"prompt": marker, "steps": [marker]}] * 5},  # 413, too many items
+    ]
+    statuses = [guarded.post("/score", json=b, headers=AUTH).status_code for b in bodies]
+    assert statuses == [200, 400, 400, 413, 413]
+    assert guarded.post("/openrlhf", json={"query": [marker], "prompts": [marker, marker]}, headers=AUTH).status_code == 400
+    log = server_log.read_text(errors="replace")
+    assert "path=/score" in log and "refused: 400" in log  # the access log and the refusals are there
+    assert marker not in log
 
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),

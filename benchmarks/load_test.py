@@ -1,0 +1,385 @@
+"""Open-loop load test of the scoring service: capacity, latency under load, and overload behaviour.
+
+Starts a real ``bentoml serve`` on 127.0.0.1 for ``--model`` (``serving.launch.served``), then:
+
+1. capacity: closed loop (each of C workers sends its next request when its last one is answered)
+   at each ``--concurrency`` level, after a warm-up that lets the adaptive batcher fit its latency
+   model, up to the first level that gets refusals; the best level by scored (real, unpadded)
+   tokens/s is the capacity. Then ``--pairs`` pairs, each an in-process ``prm.scoring.Scorer`` pass
+   (same backend, same threads, the same solutions in one call, the server idle) next to a closed
+   loop at that level: ``service_vs_inprocess`` is the median of the pairs' ratios, since a shared
+   machine's speed drifts by more than the difference being measured;
+2. open loop at 25%, 50% and 80% of capacity: requests fired on a schedule fixed in advance
+   (Poisson or uniform arrivals) whether or not earlier ones have answered; latency counts from the
+   scheduled time, so a stalled server cannot hide its queue (no coordinated omission);
+3. 2x capacity, open loop: status counts (200 / 429 / 503 / 504 / other, where other includes
+   client-side timeouts and broken connections), how fast refusals come back, whether every
+   accepted request finished;
+4. afterwards: ``/readyz`` and a few sequential requests, compared with the in-process scores.
+
+It reads ``bentoml_service_adaptive_batch_size`` from ``/metrics`` around each phase (``mean_batch``:
+requests BentoML merged into one model call). Each request carries ``--items`` solutions (default 1:
+the calls search and RL loops make one at a time, where server-side batching matters). The load
+generator runs on the same machine and takes CPU from the server; that cost is in the figures, and
+``send_lag_p99_s`` says whether the generator itself kept to its schedule.
+
+    .venv/bin/python benchmarks/load_test.py --model demo_out/model --threads 1
+
+The last line is JSON: service_vs_inprocess, p50_s / p95_s / p99_s (at 50% of capacity), by_load,
+status_2x, refusal_p99_s, accepted_finished, healthy_after, targets (each acceptance check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from data_tools.problems import generate_dataset  # noqa: E402
+
+REFUSED = ("429", "503")
+
+
+def workload(n: int, seed: int, min_steps: int = 2, max_steps: int = 4, max_number: int = 20):
+    """Mixed-length demo-style solutions, gold and with an injected error ((prompt, steps) pairs)."""
+    data = generate_dataset(max(1, n // 2 + 1), seed=seed, min_steps=min_steps, max_steps=max_steps,
+                            max_number=max_number)
+    return [(e.prompt, e.steps) for e in data][:n]
+
+
+T0 = time.perf_counter()
+
+
+def log(message: str) -> None:
+    print(f"[{time.perf_counter() - T0:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def pick_backend(model: Path, backend: str | None) -> str:
+    from prm.scoring import ONNX_FILE
+
+    return backend or ("onnx" if (model / ONNX_FILE).is_file() else "torch")
+
+
+class InProcess:
+    """The in-process Scorer (same backend, same threads) over the same solutions, all in one call."""
+
+    def __init__(self, model: Path, backend: str, threads: int, items) -> None:
+        from prm.scoring import Scorer
+
+        self.items = items
+        self.scorer = Scorer(model, backend=backend, threads=threads,
+                             batch_size=int(os.environ.get("PRM_FORWARD_BATCH") or 16))
+        self.tokens = [len(self.scorer.encode(p, s).input_ids) for p, s in items]
+        self.scores = self.scorer.score(items)  # also the warm-up
+
+    def tokens_per_s(self, repeats: int) -> float:
+        """Real tokens per second, best of ``repeats`` passes."""
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            self.scorer.score(self.items)
+            best = min(best, time.perf_counter() - t0)
+        return sum(self.tokens) / best
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, round(q / 100 * len(values) + 0.5) - 1))]
+
+
+class Recorder:
+    """Outcomes of one phase: (status, latency from the scheduled time, scored tokens), and how late
+    the generator itself sent each request (its own lag, were it short of CPU)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, float, int]] = []
+        self.lags: list[float] = []
+        self.t0 = time.perf_counter()
+        self.t_end = self.t0
+
+    def add(self, status: str, latency: float, tokens: int, lag: float) -> None:
+        self.rows.append((status, latency, tokens))
+        self.lags.append(lag)
+        self.t_end = time.perf_counter()
+
+    def summary(self, offered_rps: float | None = None) -> dict:
+        elapsed = max(self.t_end - self.t0, 1e-9)
+        ok = [lat for s, lat, _ in self.rows if s == "200"]
+        refused = [lat for s, lat, _ in self.rows if s in REFUSED]
+        counts = {k: 0 for k in ("200", "429", "503", "504", "other")}
+        for s, _, _ in self.rows:
+            counts[s if s in counts else "other"] += 1
+        out = {
+            "requests": len(self.rows), "status": counts, "seconds": round(elapsed, 2),
+            "ok_rps": round(len(ok) / elapsed, 2),
+            "tokens_per_s": round(sum(t for s, _, t in self.rows if s == "200") / elapsed, 1),
+            "p50_s": percentile(ok, 50), "p95_s": percentile(ok, 95), "p99_s": percentile(ok, 99),
+            "max_s": max(ok) if ok else None,
+        }
+        if offered_rps is not None:
+            out["offered_rps"] = round(offered_rps, 2)
+            out["send_lag_p99_s"] = percentile(self.lags, 99)
+        if refused:
+            out["refusal_p50_s"], out["refusal_p99_s"] = percentile(refused, 50), percentile(refused, 99)
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+async def post(http, body: bytes, start: float, tokens: int, rec: Recorder) -> None:
+    lag = time.perf_counter() - start
+    try:
+        resp = await http.post("/score", content=body, headers={"content-type": "application/json"})
+        status = str(resp.status_code)
+    except Exception:  # client timeout, reset connection: counted as "other"  # noqa: BLE001
+        status = "error"
+    rec.add(status, time.perf_counter() - start, tokens, lag)
+
+
+async def closed_loop(http, bodies, concurrency: int, seconds: float, max_requests: int,
+                      min_requests: int = 0) -> Recorder:
+    """C workers, each sending its next request as soon as its last one is answered: for ``seconds``
+    and at least ``min_requests`` (but at most 3 x ``seconds``), never more than ``max_requests``."""
+    rec, sent = Recorder(), 0
+    stop, hard_stop = rec.t0 + seconds, rec.t0 + 3 * seconds
+
+    def more() -> bool:
+        now = time.perf_counter()
+        return sent < max_requests and now < hard_stop and (now < stop or sent < min_requests)
+
+    async def worker(k: int) -> None:
+        nonlocal sent
+        i = k
+        while more():
+            sent += 1
+            body, tokens = bodies[i % len(bodies)]
+            await post(http, body, time.perf_counter(), tokens, rec)
+            i += concurrency
+
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    return rec
+
+
+async def open_loop(http, bodies, rate: float, seconds: float, min_requests: int, max_requests: int,
+                    arrivals: str, rng: random.Random) -> Recorder:
+    """Fire requests at ``rate`` per second on a schedule fixed in advance, never waiting for answers:
+    ``seconds`` worth, but at least ``min_requests`` (a p99 needs them) and at most ``max_requests``."""
+    n = max(1, min(max_requests, max(min_requests, round(rate * seconds))))
+    offsets, t = [], 0.0
+    for _ in range(n):
+        t += rng.expovariate(rate) if arrivals == "poisson" else 1.0 / rate
+        offsets.append(t)
+    rec = Recorder()
+    tasks = []
+    for i, offset in enumerate(offsets):
+        due = rec.t0 + offset
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        body, tokens = bodies[i % len(bodies)]
+        tasks.append(asyncio.create_task(post(http, body, due, tokens, rec)))
+    await asyncio.gather(*tasks)
+    return rec
+
+
+async def batch_metric(http) -> tuple[float, float]:
+    """(sum, count) of bentoml_service_adaptive_batch_size for the inference API, over all workers."""
+    text = (await http.get("/metrics")).text
+    total = {"sum": 0.0, "count": 0.0}
+    for kind in total:
+        for m in re.finditer(rf'^bentoml_service_adaptive_batch_size_{kind}\{{[^}}]*method_name="score_steps"[^}}]*\}} (\S+)$',
+                             text, re.M):
+            total[kind] += float(m.group(1))
+    return total["sum"], total["count"]
+
+
+async def with_batches(http, phase):
+    s0, c0 = await batch_metric(http)
+    rec = await phase
+    s1, c1 = await batch_metric(http)
+    return rec, {"model_calls": int(c1 - c0), "mean_batch": round((s1 - s0) / (c1 - c0), 2) if c1 > c0 else None,
+                 "metric_count": [c0, c1]}
+
+
+async def run_load(base_url: str, args, items, reference: InProcess) -> dict:
+    import httpx
+
+    tokens = reference.tokens
+    bodies = [(json.dumps({"items": [{"prompt": items[j % len(items)][0], "steps": items[j % len(items)][1]}
+                                     for j in range(i, i + args.items)]}).encode(),
+               sum(tokens[j % len(items)] for j in range(i, i + args.items)))
+              for i in range(0, len(items), args.items)]
+    rng = random.Random(args.seed)
+    limits = httpx.Limits(max_connections=args.max_connections, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=base_url, timeout=args.client_timeout, limits=limits) as http:
+        # warm-up: the adaptive batcher fits its latency model on its first calls
+        await closed_loop(http, bodies, min(8, max(args.levels)), 600, args.warmup)
+
+        levels, best = {}, None
+        for c in args.levels:  # ascending; stop at the first level that is refused
+            rec, batches = await with_batches(http, closed_loop(http, bodies, c, args.seconds, args.max_requests,
+                                                                args.min_requests))
+            level = levels[str(c)] = rec.summary() | batches
+            log(f"closed loop, concurrency {c}: {level}")
+            if best is None or level["tokens_per_s"] > levels[best]["tokens_per_s"]:
+                best = str(c)
+            if level["status"]["200"] < level["requests"]:
+                break
+        # A shared machine's speed drifts by more than the difference measured here, so the ratio comes
+        # from pairs, each an in-process pass (server idle) next to a closed-loop run at the best level.
+        pairs = []
+        for _ in range(args.pairs):
+            inproc = reference.tokens_per_s(args.repeats)
+            rec = await closed_loop(http, bodies, int(best), args.seconds, args.max_requests, args.min_requests)
+            pairs.append({"inprocess_tokens_per_s": round(inproc, 1)} | rec.summary())
+            log(f"pair: in-process {inproc:.0f} tokens/s, service {pairs[-1]['tokens_per_s']:.0f} tokens/s")
+        capacity_rps = statistics.median(p["ok_rps"] for p in pairs)
+
+        by_load = {}
+        for frac in (0.25, 0.5, 0.8, 2.0):
+            seconds = args.overload_seconds if frac == 2.0 else args.seconds
+            rec, batches = await with_batches(http, open_loop(http, bodies, frac * capacity_rps, seconds,
+                                                              args.min_requests, args.max_requests,
+                                                              args.arrivals, rng))
+            by_load[str(frac)] = rec.summary(frac * capacity_rps) | batches
+            log(f"open loop at {frac:.0%} of capacity: {by_load[str(frac)]}")
+
+        # afterwards: ready, and the same answers as in-process, one request at a time
+        ready = (await http.get("/readyz")).status_code == 200
+        diffs, statuses = [], []
+        for i in range(min(5, len(items))):
+            resp = await http.post("/score", json={"items": [{"prompt": items[i][0], "steps": items[i][1]}]})
+            statuses.append(resp.status_code)
+            if resp.status_code == 200:
+                got = resp.json()["results"][0]["step_scores"]
+                diffs.append(max(abs(a - b) for a, b in zip(got, reference.scores[i], strict=True)))
+    return {"pairs": pairs, "capacity_levels": levels, "capacity_concurrency": int(best),
+            "capacity_rps": capacity_rps, "by_load": by_load,
+            "healthy_after": ready and statuses == [200] * len(statuses),
+            "after_max_abs_diff": max(diffs) if diffs else None}
+
+
+def build_tiny(folder: Path) -> Path:
+    """The tiny test artifact (2-layer Llama, tests/conftest.py's recipe), for a smoke run without `make demo`."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_backbone import build_tiny_backbone
+
+    from data_tools.problems import ground_truth_labels
+    from data_tools.schema import StepwiseExample
+    from prm.export import export_onnx
+    from prm.train import TrainConfig, train
+
+    data = [StepwiseExample(e.prompt, e.steps, ground_truth_labels(e), e.meta) for e in generate_dataset(24)]
+    out = folder / "model"
+    train(data, TrainConfig(backbone=str(build_tiny_backbone(folder / "backbone")), output_dir=str(out), epochs=1,
+                            bf16=False, probe_init=False, batch_size=8))
+    export_onnx(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="demo_out/model", help="artifact folder (default: demo_out/model, from `make demo`)")
+    ap.add_argument("--tiny", action="store_true", help="build and use the tiny test artifact instead (smoke run)")
+    ap.add_argument("--backend", default=None, help="Scorer backend for both sides (default: onnx when exported)")
+    ap.add_argument("--threads", type=int, default=0, help="model threads, in-process and in the service "
+                    "(PRM_THREADS; default: all cores)")
+    ap.add_argument("--solutions", type=int, default=96, help="distinct solutions, cycled through")
+    ap.add_argument("--items", type=int, default=1, help="solutions per request")
+    ap.add_argument("--steps", default="2,4", help="MIN,MAX steps per solution (lengths vary: sorting matters)")
+    ap.add_argument("--max-number", type=int, default=20, help="largest operand in the generated problems")
+    ap.add_argument("--repeats", type=int, default=1, help="in-process passes in each pair (best is kept)")
+    ap.add_argument("--pairs", type=int, default=3, help="(in-process, service at capacity) measurement pairs")
+    ap.add_argument("--warmup", type=int, default=40, help="requests before measuring (the batcher's fit)")
+    ap.add_argument("--concurrency", default="2,4,8,16", help="closed-loop levels for capacity, ascending")
+    ap.add_argument("--seconds", type=float, default=12.0, help="length of each capacity and open-loop phase")
+    ap.add_argument("--overload-seconds", type=float, default=15.0, help="length of the 2x-capacity phase")
+    ap.add_argument("--min-requests", type=int, default=60, help="requests per phase at least (longer "
+                    "phases for a slow model)")
+    ap.add_argument("--max-requests", type=int, default=5000, help="cap on the requests of any one phase")
+    ap.add_argument("--arrivals", choices=("poisson", "uniform"), default="poisson")
+    ap.add_argument("--client-timeout", type=float, default=75.0, help="seconds (the service's own timeout is 60)")
+    ap.add_argument("--max-connections", type=int, default=1024)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="extra environment for the server, e.g. PRM_MAX_CONCURRENCY=32 (repeatable)")
+    ap.add_argument("--server-log", default=None, help="write the server's log here")
+    args = ap.parse_args(argv)
+    args.levels = [int(c) for c in args.concurrency.split(",")]
+
+    with tempfile.TemporaryDirectory(prefix="prm-load-") as tmp:
+        model = Path(args.model)
+        if args.tiny:
+            model = build_tiny(Path(tmp))
+        elif not (model / "prm_config.json").is_file():
+            sys.exit(f"no PRM artifact at {model}: run `make demo` first (it leaves demo_out/model), pass "
+                     "--model DIR, or --tiny for a smoke run on the tiny test artifact")
+        backend = pick_backend(model, args.backend)
+        threads = args.threads or (os.cpu_count() or 1)
+        lo, hi = (int(x) for x in args.steps.split(","))
+        items = workload(args.solutions, args.seed, lo, hi, args.max_number)
+        ref = InProcess(model, backend, threads, items)
+        log(f"in-process scorer ready: {backend}, {threads} threads, {sum(ref.tokens)} tokens")
+
+        from serving.launch import served
+
+        env = {"PRM_BACKEND": backend, "PRM_THREADS": str(threads)}
+        env.update(kv.split("=", 1) for kv in args.server_env)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)  # the server process inherits it
+        try:
+            log("starting bentoml serve")
+            with served(model, log_path=args.server_log) as client:
+                log("service ready")
+                load = asyncio.run(run_load(client.base_url, args, items, ref))
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+    half, over = load["by_load"]["0.5"], load["by_load"]["2.0"]
+    pairs = load["pairs"]
+    inproc = statistics.median(p["inprocess_tokens_per_s"] for p in pairs)
+    service = statistics.median(p["tokens_per_s"] for p in pairs)
+    ratio = statistics.median(p["tokens_per_s"] / p["inprocess_tokens_per_s"] for p in pairs)
+    refused = over["status"]["429"] + over["status"]["503"]
+    targets = {
+        "service_vs_inprocess>=0.85": ratio >= 0.85,
+        "p99<=3xp50_at_50%": half["p99_s"] is not None and half["p99_s"] <= 3 * half["p50_s"],
+        "2x:excess_refused": refused > 0,
+        "2x:refusals_fast(p99<1s)": refused > 0 and over.get("refusal_p99_s", 99) < 1.0,
+        "2x:accepted_finished": over["status"]["other"] == 0 and over["status"]["504"] == 0,
+        "healthy_after": load["healthy_after"],
+    }
+    result = {
+        "model": str(args.model if not args.tiny else "tiny"), "backend": backend, "threads": threads,
+        "items_per_request": args.items, "solutions": len(items),
+        "mean_tokens_per_solution": round(statistics.mean(ref.tokens), 1),
+        "inprocess_tokens_per_s": inproc, "service_tokens_per_s": service,
+        "service_vs_inprocess": round(ratio, 3),
+        "capacity_rps": load["capacity_rps"], "capacity_concurrency": load["capacity_concurrency"],
+        "p50_s": half["p50_s"], "p95_s": half["p95_s"], "p99_s": half["p99_s"],
+        "status_2x": over["status"], "refusal_p50_s": over.get("refusal_p50_s"),
+        "refusal_p99_s": over.get("refusal_p99_s"), "accepted_p99_s_2x": over["p99_s"],
+        "accepted_finished": targets["2x:accepted_finished"], "healthy_after": load["healthy_after"],
+        "after_max_abs_diff": load["after_max_abs_diff"],
+        "by_load": load["by_load"], "capacity_levels": load["capacity_levels"], "pairs": pairs,
+        "server_env": {k: v for k, v in env.items() if k not in ("PRM_BACKEND", "PRM_THREADS")},
+        "targets": targets, "all_targets_met": all(targets.values()),
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
