@@ -78,8 +78,7 @@ class InProcess:
         from prm.scoring import Scorer
 
         self.items = items
-        self.scorer = Scorer(model, backend=backend, threads=threads,
-                             batch_size=int(os.environ.get("PRM_FORWARD_BATCH") or 16))
+        self.scorer = Scorer(model, backend=backend, threads=threads)  # its defaults: sorted, 16 rows a pass
         self.tokens = [len(self.scorer.encode(p, s).input_ids) for p, s in items]
         self.scores = self.scorer.score(items)  # also the warm-up
 

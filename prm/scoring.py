@@ -12,7 +12,8 @@ Backends (``Scorer(folder, backend=...)``):
 with ``prm.tokenization.encode``, sorts by length so each batch pads only to its own longest row,
 runs the backend to get step logits ``[B, T]``, reads them at the separator positions, takes their
 running minimum when the artifact is ``monotone``, and applies the artifact's calibration with
-``prm.calibrate.apply_calibration`` (the same function for every backend).
+``prm.calibrate.apply_calibration`` (the same function for every backend). ``Scorer.device`` says
+where it runs ("cuda" only when ONNX Runtime really took the CUDA provider).
 
 Inputs longer than the model's ``max_length`` follow an explicit ``overflow`` policy; no policy
 ever drops a step:
@@ -77,6 +78,7 @@ class Scorer:
             check_step_token(self.tokenizer, self.cfg)
             path = self.folder / (ONNX_INT8_FILE if backend == "onnx-int8" else ONNX_FILE)
             self._run = _onnx_runner(path, threads)
+            self.device = self._run.device
         else:
             import torch
 
@@ -90,6 +92,7 @@ class Scorer:
                 # 556-725 (noisy, shared cores): no worse, so eager, the attention the export traces.
                 model.backbone.config._attn_implementation = "eager"
             self._run = _torch_runner(model, threads)
+            self.device = "cpu"
         self.pad_id = self.tokenizer.pad_token_id
 
     @classmethod
@@ -101,6 +104,7 @@ class Scorer:
         self.overflow = overflow
         self.calibration, self.tokenizer, self.pad_id = calibration, tokenizer, tokenizer.pad_token_id
         self._run = _torch_runner(model, None)
+        self.device = str(next(model.parameters()).device.type)
         return self
 
     def encode(self, prompt: str, steps: Sequence[str]):
@@ -181,6 +185,7 @@ def _onnx_runner(path: Path, threads: int):
     def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
 
+    run.device = "cuda" if "CUDAExecutionProvider" in session.get_providers() else "cpu"
     return run
 
 

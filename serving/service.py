@@ -6,7 +6,7 @@ remote reward contract); BentoML's ``/livez``, ``/readyz`` (after one warm-up in
 ``/metrics``. It checks the limits, then hands the solutions to ``PRMInference`` (through
 ``bentoml.depends``), whose one batchable API holds the model: BentoML's adaptive batcher merges the
 solutions of concurrent requests into one call, and ``prm.scoring.Scorer`` sorts them by length and
-pads each forward batch only to its own longest row.
+pads each forward batch only to its own longest row (on a CPU a forward pass is one row: no padding).
 
 Under ``bentoml serve`` the two run as separate processes (the front as the API server, the inner
 service as its own worker on a local socket), so batching happens there. Anywhere else (the class
@@ -28,8 +28,8 @@ finishes, and batch clients (64 solutions a request, several at once) still get 
 callers would rather hear "no" sooner. Batching: ``PRM_BATCH_MAX_SIZE``
 solutions per model call (64), ``PRM_BATCH_MAX_LATENCY_MS`` (60000: BentoML's batcher drops, with a
 503, a queued call it expects to miss this; a backstop behind the two above), ``PRM_FORWARD_BATCH``
-rows per forward pass (16), ``PRM_BATCH_MAX_HOLD_MS`` (0, see ``cap_batch_hold``); ``PRM_BACKEND``
-and ``PRM_THREADS`` (model threads; all cores).
+rows per forward pass (1 on a CPU, 16 on a GPU), ``PRM_BATCH_MAX_HOLD_MS`` (0) and ``PRM_BATCH_TICK_MS`` (5), two of the
+batcher's internals (``serving.batcher``); ``PRM_BACKEND`` and ``PRM_THREADS`` (model threads; all cores).
 Prompts and steps are never logged (``serving.guard.quiet_refusals``).
 """
 
@@ -45,6 +45,7 @@ from pathlib import Path
 import bentoml
 
 from serving.admission import Admission
+from serving.batcher import tune_batcher
 from serving.guard import RequestGuard, quiet_refusals
 from serving.schemas import (
     EXAMPLE_ITEMS,
@@ -64,35 +65,6 @@ def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name) or default)
 
 
-def cap_batch_hold(max_hold_s: float) -> bool:
-    """Cap how long BentoML's batcher holds a batch open for more calls while the model is free.
-
-    The batcher holds each batch for about the mean queueing delay of its last 50 batches. After a
-    burst that mean is the burst's queueing and fades by ~5% per 50 calls, so lone requests kept
-    waiting for it: on the tiny test model 0.19 s instead of 0.02 s, still 0.17 s sixty requests
-    later. On a CPU, where cost is close to linear in tokens, holding buys little; calls that arrive
-    while a batch runs are merged into the next one anyway. This caps the learned hold (BentoML 1.4's
-    ``Optimizer.wait``); where that internal is missing it changes nothing and says so.
-    """
-    try:
-        from bentoml._internal.marshal.dispatcher import Optimizer
-    except ImportError:
-        Optimizer = None
-    refresh = getattr(Optimizer, "trigger_refresh", None)
-    if refresh is None:
-        log.warning("BentoML's batcher has no Optimizer.trigger_refresh here; its hold is not capped")
-        return False
-    original = getattr(refresh, "__wrapped__", refresh)
-
-    def trigger_refresh(self):
-        original(self)
-        self.wait = min(self.wait, max_hold_s)
-
-    trigger_refresh.__wrapped__ = original
-    Optimizer.trigger_refresh = trigger_refresh
-    return True
-
-
 def too_large(message: str) -> bentoml.exceptions.BentoMLException:
     return bentoml.exceptions.BentoMLException(message, error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
 
@@ -108,11 +80,15 @@ class PRMInference:
         from prm.scoring import ONNX_FILE, Scorer
 
         quiet_refusals()
-        cap_batch_hold(_env_int("PRM_BATCH_MAX_HOLD_MS", 0) / 1000)
+        tune_batcher(_env_int("PRM_BATCH_MAX_HOLD_MS", 0) / 1000, _env_int("PRM_BATCH_TICK_MS", 5) / 1000)
         folder = Path(os.environ.get("PRM_MODEL_DIR", "prm_model"))
         backend = os.environ.get("PRM_BACKEND") or ("onnx" if (folder / ONNX_FILE).is_file() else "torch")
-        self.scorer = Scorer(folder, backend=backend, batch_size=_env_int("PRM_FORWARD_BATCH", 16),
-                             threads=_env_int("PRM_THREADS", 0) or None)
+        self.scorer = Scorer(folder, backend=backend, threads=_env_int("PRM_THREADS", 0) or None)
+        # Rows per forward pass. On a CPU a solution costs about what it costs alone, and padding
+        # solutions of other lengths to one another only adds work: demo model, one thread, ~185 ms of
+        # CPU per solution alone, ~200 sorted in batches of 16, ~250 in unsorted groups of 8, which is
+        # what a batch of a few requests is. A GPU wants full batches.
+        self.scorer.batch_size = _env_int("PRM_FORWARD_BATCH", 16 if self.scorer.device == "cuda" else 1)
         # In-process (no `bentoml serve`) several threads may call at once; the model runs one batch at a time.
         self._lock = threading.Lock()
         self.score_steps(EXAMPLE_ITEMS)  # warm-up before /readyz
