@@ -287,7 +287,7 @@ def build_tiny(folder: Path) -> Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="demo_out/model", help="artifact folder (default: demo_out/model, from `make demo`)")
     ap.add_argument("--tiny", action="store_true", help="build and use the tiny test artifact instead (smoke run)")
@@ -314,7 +314,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                     help="extra environment for the server, e.g. PRM_MAX_CONCURRENCY=32 (repeatable)")
     ap.add_argument("--server-log", default=None, help="write the server's log here")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     args.levels = [int(c) for c in args.concurrency.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="prm-load-") as tmp:

@@ -23,13 +23,14 @@ per request (256), ``PRM_MAX_STEPS`` steps per solution (128), tokens per soluti
 Overload is refused at once rather than queued: ``PRM_MAX_CONCURRENCY`` requests in flight (64;
 BentoML answers the next with a 429), and ``PRM_MAX_WAIT_MS`` (30000): a request whose solutions,
 behind those already waiting for the model, would wait longer than this at the rate the model has
-been answering gets a 429 saying so (``serving.admission``): half the 60 s timeout, so admitted work
-finishes, and batch clients (64 solutions a request, several at once) still get in; lower it where
-callers would rather hear "no" sooner. Batching: ``PRM_BATCH_MAX_SIZE``
-solutions per model call (64), ``PRM_BATCH_MAX_LATENCY_MS`` (60000: BentoML's batcher drops, with a
-503, a queued call it expects to miss this; a backstop behind the two above), ``PRM_FORWARD_BATCH``
-rows per forward pass (1 on a CPU, 16 on a GPU), ``PRM_BATCH_MAX_HOLD_MS`` (0) and ``PRM_BATCH_TICK_MS`` (5), two of the
-batcher's internals (``serving.batcher``); ``PRM_BACKEND`` and ``PRM_THREADS`` (model threads; all cores).
+been answering gets a 429 saying so (``serving.admission``); half the 60 s timeout, so admitted
+work finishes and batch clients still get in. Lower it where callers would rather hear "no" sooner.
+
+Batching: ``PRM_BATCH_MAX_SIZE`` solutions per model call (64); ``PRM_BATCH_MAX_LATENCY_MS``
+(60000: BentoML's batcher drops, with a 503, a queued call it expects to miss this; a backstop
+behind the two limits above); ``PRM_FORWARD_BATCH`` rows per forward pass (1 on a CPU, 16 on a
+GPU); ``PRM_BATCH_MAX_HOLD_MS`` (0) and ``PRM_BATCH_TICK_MS`` (5), two of the batcher's internals
+(``serving.batcher``). ``PRM_BACKEND`` and ``PRM_THREADS`` (model threads; default all cores).
 Prompts and steps are never logged (``serving.guard.quiet_refusals``).
 """
 

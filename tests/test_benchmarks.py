@@ -59,3 +59,18 @@ def test_load_test_runs_on_the_tiny_artifact_and_reports_json(tiny_artifact):
     assert set(res["status_2x"]) == {"200", "429", "503", "504", "other"}
     assert res["service_vs_inprocess"] > 0 and res["healthy_after"]
     assert res["after_max_abs_diff"] <= 1e-5  # the service answers what the in-process scorer computes
+
+
+def test_readme_load_test_command_parses():
+    import re
+    import shlex
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import load_test
+
+    lines = [line for line in (ROOT / "README.md").read_text().splitlines()
+             if line.startswith(".venv/bin/python benchmarks/load_test.py")]
+    assert lines
+    for line in lines:
+        args = load_test.build_parser().parse_args(shlex.split(re.sub(r"\s+#.*$", "", line))[2:])
+        assert args.model == "demo_out/model"
