@@ -10,7 +10,8 @@ Starts a real ``bentoml serve`` on 127.0.0.1 for ``--model`` (``serving.launch.s
    loop at that level: ``service_vs_inprocess`` is the median of the pairs' ratios, since a shared
    machine's speed drifts by more than the difference being measured;
 2. open loop at 25%, 50% and 80% of capacity: requests fired on a schedule fixed in advance
-   (Poisson or uniform arrivals) whether or not earlier ones have answered; latency counts from the
+   (uniform: one request every 1/rate s, a fixed arrival rate as wrk2 sends it; ``--arrivals poisson``
+   for random gaps at the same mean rate) whether or not earlier ones have answered; latency counts from the
    scheduled time, so a stalled server cannot hide its queue (no coordinated omission);
 3. 2x capacity, open loop: status counts (200 / 429 / 503 / 504 / other, where other includes
    client-side timeouts and broken connections), how fast refusals come back, whether every
@@ -307,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--min-requests", type=int, default=60, help="requests per phase at least (longer "
                     "phases for a slow model)")
     ap.add_argument("--max-requests", type=int, default=5000, help="cap on the requests of any one phase")
-    ap.add_argument("--arrivals", choices=("poisson", "uniform"), default="poisson")
+    ap.add_argument("--arrivals", choices=("poisson", "uniform"), default="uniform",
+                    help="uniform: a fixed arrival rate (default); poisson: random gaps, same mean rate")
     ap.add_argument("--client-timeout", type=float, default=75.0, help="seconds (the service's own timeout is 60)")
     ap.add_argument("--max-connections", type=int, default=1024)
     ap.add_argument("--seed", type=int, default=0)
