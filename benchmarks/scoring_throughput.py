@@ -103,13 +103,14 @@ def main() -> None:
     folder = Path(args.model)
     examples = [e for path in args.check for e in read_jsonl(path)][: args.check_limit or None]
     check_items, check_labels = [(e.prompt, e.steps) for e in examples], [gate_labels(e) for e in examples]
-    gates = {"torch": {"passed": True}}
+    gates, cache = {"torch": {"passed": True}}, {}
     try:
         gates["onnx-int8"] = quantize_int8(folder, check_items, check_labels, keep_refused=True)
     except Int8GateError as exc:  # still timed below, then removed: the table shows what the gate refused
         gates["onnx-int8"] = exc.figures
     for backend in ("torch-bf16", "onnx"):
-        gates[backend] = compare_backends(folder, check_items, check_labels, "torch", backend, threads=args.threads)
+        gates[backend] = compare_backends(folder, check_items, check_labels, "torch", backend, threads=args.threads,
+                                          cache=cache)
 
     items = workload(args.solutions, args.seed)
     rows = {}

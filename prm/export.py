@@ -249,25 +249,27 @@ def head_matmuls(model) -> list[str]:
 
 
 def compare_backends(folder: str | Path, items, labels, reference: str, candidate: str,
-                     gate: Int8Gate | None = None, threads: int | None = None) -> dict:
+                     gate: Int8Gate | None = None, threads: int | None = None, cache: dict | None = None) -> dict:
     """The gate's figures for ``candidate`` against ``reference`` (Scorer backends) on labelled steps.
 
     AUROC is taken on the logits (the ranking is the model's; an isotonic calibration's ties would
     blur it); decisions on the calibrated scores, since those are what search and RL threshold.
+    ``cache`` (a dict, filled here) keeps each backend's scores for later calls on the same steps.
     """
     from prm.calibrate import apply_calibration, labelled_steps
     from prm.evaluation import auroc
     from prm.scoring import Scorer
 
     gate = gate or Int8Gate()
-    logits, scores = {}, {}
+    cache = {} if cache is None else cache
     for backend in (reference, candidate):
-        scorer = Scorer(folder, backend=backend, threads=threads)
-        z, y, pos = labelled_steps(scorer.step_logits(items), labels)
-        logits[backend], scores[backend] = z, apply_calibration(z, scorer.calibration, pos)
-    ref, cand = scores[reference], scores[candidate]
+        if backend not in cache:
+            scorer = Scorer(folder, backend=backend, threads=threads)
+            z, y, pos = labelled_steps(scorer.step_logits(items), labels)
+            cache[backend] = z, y, apply_calibration(z, scorer.calibration, pos)
+    (z_ref, y, ref), (z_cand, _, cand) = cache[reference], cache[candidate]
     figures = {"reference_backend": reference, "candidate": candidate, "steps": int(len(y)),
-               "auroc_reference": auroc(y, logits[reference]), "auroc_candidate": auroc(y, logits[candidate]),
+               "auroc_reference": auroc(y, z_ref), "auroc_candidate": auroc(y, z_cand),
                "decisions_unchanged": float(np.mean((ref >= gate.threshold) == (cand >= gate.threshold))),
                "decisions_changed": int(np.sum((ref >= gate.threshold) != (cand >= gate.threshold))),
                "max_abs_score_diff": float(np.max(np.abs(ref - cand))),
