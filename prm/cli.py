@@ -85,9 +85,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("export", help="export an artifact to ONNX (onnx/model.onnx) and check parity")
     p.add_argument("model", help="artifact folder")
-    p.add_argument("--check", metavar="DATA", help="stepwise JSONL to check torch/ONNX parity (and the int8 gate) on")
-    p.add_argument("--int8", action="store_true", help="also write onnx/model.int8.onnx (dynamic quantization), kept "
-                   "only if it passes the quality gate against fp32 on --check's labelled steps")
+    p.add_argument("--check", metavar="DATA", action="append",
+                   help="stepwise JSONL to check torch/ONNX parity (and the int8 gate) on; repeat it to pool files; "
+                   "rows without labels but with meta.first_error (prm generate) are labelled by it")
+    p.add_argument("--int8", action="store_true", help="also write onnx/model.int8.onnx (int8 weights and "
+                   "activations), kept only if it passes the quality gate against fp32 on --check's labelled steps")
     p.set_defaults(func=_export)
 
     _register_eval(sub)
@@ -194,20 +196,19 @@ def _calibrate(args: argparse.Namespace) -> None:
 
 def _export(args: argparse.Namespace) -> None:
     from data_tools.schema import read_jsonl
-    from prm.export import export_onnx, parity, quantize_int8
-    from prm.train import training_labels
+    from prm.export import export_onnx, gate_labels, parity, quantize_int8
 
     if args.int8 and not args.check:
         raise ValueError("--int8 needs --check DATA: held-out labelled steps to run the int8 quality gate on")
     out = export_onnx(args.model)
     print(f"ONNX model written to {out}")
     if args.check:
-        examples = list(read_jsonl(args.check))
+        examples = [e for path in args.check for e in read_jsonl(path)]
         items = [(e.prompt, e.steps) for e in examples]
         report = {"onnx_max_abs_diff": parity(args.model, items)}
         if args.int8:
             # Raises Int8GateError with the figures when int8 does not keep fp32 quality.
-            report["int8"] = quantize_int8(args.model, items, [training_labels(e, "hard") for e in examples])
+            report["int8"] = quantize_int8(args.model, items, [gate_labels(e) for e in examples])
         print(json.dumps(report))
         if args.int8:
             print(f"int8 model written to {args.model}/onnx/model.int8.onnx")

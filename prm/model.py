@@ -29,12 +29,14 @@ class StepScorer(nn.Module):
     def config(self):
         return self.backbone.config
 
-    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.backbone(input_ids=input_ids, attention_mask=attention_mask,
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                      position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                              use_cache=False).last_hidden_state  # [B, T, H]
 
-    def step_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.hidden_states(input_ids, attention_mask)  # [B, T, H]
+    def step_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                    position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        hidden = self.hidden_states(input_ids, attention_mask, position_ids)  # [B, T, H]
         # The head always runs in fp32, also under bf16 autocast: its logit is a sum of large
         # terms that cancel (hidden states of middle layers reach the hundreds), and bf16's 8-bit
         # mantissa turns that into errors of several logits.
@@ -53,14 +55,28 @@ class StepScorer(nn.Module):
 
 
 class StepLogitsForExport(nn.Module):
-    """What goes into ONNX: ``(input_ids, attention_mask) -> step logits [B, T]``, never vocab logits."""
+    """What goes into ONNX: ``(input_ids, attention_mask) -> step logits [B, T]``, never vocab logits.
 
-    def __init__(self, scorer: StepScorer):
+    ``causal_only`` (the default export) relies on right padding, which is how ``Scorer`` pads: in a
+    causal backbone a real token then attends only to real tokens, so plain causal attention gives
+    the masked result at every real position, and the graph gets a fused causal attention instead
+    of a [B, 1, T, T] mask. Positions are 0..T-1 in every row, as the backbone numbers them with a
+    mask too; the mask then only zeroes the logits at padding positions. ``causal_only=False``
+    passes the mask to the backbone (any padding side).
+    """
+
+    def __init__(self, scorer: StepScorer, causal_only: bool = True):
         super().__init__()
-        self.scorer = scorer
+        self.scorer, self.causal_only = scorer, causal_only
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.scorer.step_logits(input_ids, attention_mask)
+        if not self.causal_only:
+            return self.scorer.step_logits(input_ids, attention_mask)
+        b, t = input_ids.shape
+        # One row of positions per batch row: ONNX RotaryEmbedding wants cos/sin shaped like its input.
+        positions = torch.arange(t, device=input_ids.device).unsqueeze(0).expand(b, t)  # [B, T]
+        logits = self.scorer.step_logits(input_ids, None, positions)  # [B, T]
+        return torch.where(attention_mask.bool(), logits, torch.zeros_like(logits))
 
 
 def unwrap_peft(backbone: nn.Module) -> nn.Module:

@@ -177,6 +177,9 @@ def _onnx_runner(path: Path, threads: int):
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Masked softmax entries underflow to denormals, which this CPU handles ~7x slower (measured:
+    # causal Attention 17 ms -> 5.8 ms at 8 x 172 tokens); flushing them to zero changes nothing visible.
+    opts.add_session_config_entry("session.set_denormal_as_zero", "1")
     providers = ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" in ort.get_available_providers() and _cuda_present():
         providers.insert(0, "CUDAExecutionProvider")
