@@ -108,7 +108,7 @@ def main() -> None:
         gates["onnx-int8"] = quantize_int8(folder, check_items, check_labels, keep_refused=True)
     except Int8GateError as exc:  # still timed below, then removed: the table shows what the gate refused
         gates["onnx-int8"] = exc.figures
-    for backend in ("torch-bf16", "onnx"):
+    for backend in ("torch-bf16", "torch-bf16x2", "onnx"):
         gates[backend] = compare_backends(folder, check_items, check_labels, "torch", backend, threads=args.threads,
                                           cache=cache)
 
@@ -127,14 +127,14 @@ def main() -> None:
     print(f"{len(items)} solutions, {tokens} real tokens (mean {tokens / len(items):.0f}), batch {args.batch_size}, "
           f"{args.threads} thread(s); bf16 GEMM {roof['bf16_gemm_gflops']:.0f} GFLOP/s -> roofline "
           f"{roof['roofline_tok_s']:.0f} tok/s; gate on {len(examples)} held-out solutions, {steps} steps")
-    print(f"{'backend':<12}{'tok/s':>10}{'x torch fp32':>14}{'x roofline':>12}  gate vs torch fp32")
+    print(f"{'backend':<14}{'tok/s':>10}{'x torch fp32':>14}{'x roofline':>12}  gate vs torch fp32")
     for backend, tok_s in rows.items():
         g = gates[backend]
         gate = "reference" if backend == "torch" else (
             f"{'pass' if g['passed'] else 'FAIL'} (AUROC drop {g['auroc_drop']:+.4f}, decisions unchanged "
             f"{g['decisions_unchanged']:.4f}: {g['decisions_changed']} of {g['steps']} changed)"
             + ("" if backend != "onnx-int8" or g["passed"] else ", refused: not kept"))
-        print(f"{backend:<12}{tok_s:>10.0f}{tok_s / base:>14.2f}{tok_s / roof['roofline_tok_s']:>12.2f}  {gate}")
+        print(f"{backend:<14}{tok_s:>10.0f}{tok_s / base:>14.2f}{tok_s / roof['roofline_tok_s']:>12.2f}  {gate}")
     print(f"calibrated scores, PyTorch fp32 vs ONNX Runtime fp32, {steps} held-out steps: "
           f"max |diff| {gates['onnx']['max_abs_score_diff']:.2e}")
     passing = {b: v for b, v in rows.items() if gates[b]["passed"]}

@@ -4,6 +4,9 @@ Backends (``Scorer(folder, backend=...)``):
 
     torch        PyTorch eager, fp32
     torch-bf16   PyTorch eager, bf16 weights and activations (the step head stays fp32)
+    torch-bf16x2 PyTorch, bf16 matrix multiplies over fp32 weights split into bf16 hi + lo
+                 (``prm.split_bf16``; residual stream, norms, attention and head in fp32),
+                 compiled with ``torch.compile`` (``compile=False`` for eager)
     onnx         ONNX Runtime, onnx/model.onnx (fp32; CUDA when a GPU is present)
     onnx-int8    ONNX Runtime, onnx/model.int8.onnx (dynamic int8, written by `prm export --int8`
                  only when it passed the quality gate)
@@ -37,7 +40,7 @@ from prm.tokenization import TooLongError, encode
 
 ONNX_FILE = Path("onnx") / "model.onnx"
 ONNX_INT8_FILE = Path("onnx") / "model.int8.onnx"
-BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8")
+BACKENDS = ("torch", "torch-bf16", "torch-bf16x2", "onnx", "onnx-int8")
 OVERFLOW = ("truncate_prompt", "error")
 
 
@@ -54,7 +57,7 @@ def aggregate(step_scores: Sequence[float], how: str) -> float:
 class Scorer:
     def __init__(self, folder: str | Path, backend: str = "onnx", batch_size: int = 16,
                  threads: int | None = None, calibrated: bool = True, overflow: str = "truncate_prompt",
-                 max_length: int | None = None):
+                 max_length: int | None = None, compile: bool | None = None):
         from prm.artifacts import check_step_token, load_tokenizer
 
         problems = []
@@ -91,7 +94,12 @@ class Scorer:
                 # shapes (8 x 192 tokens, demo model, 1 thread) eager measured 612-802 tok/s and SDPA
                 # 556-725 (noisy, shared cores): no worse, so eager, the attention the export traces.
                 model.backbone.config._attn_implementation = "eager"
-            self._run = _torch_runner(model, threads)
+            if backend == "torch-bf16x2":
+                from prm.split_bf16 import split_linears
+
+                split_linears(model.backbone)
+                model.backbone.config._attn_implementation = "sdpa"  # fp32 attention
+            self._run = _torch_runner(model, threads, compiled=backend == "torch-bf16x2" if compile is None else compile)
             self.device = "cpu"
         self.pad_id = self.tokenizer.pad_token_id
 
@@ -202,14 +210,20 @@ def _cuda_present() -> bool:
         return False
 
 
-def _torch_runner(model, threads: int | None):
+def _torch_runner(model, threads: int | None, compiled: bool = False):
     import torch
 
     if threads:
         torch.set_num_threads(threads)
+    forward = model.step_logits
+    if compiled:
+        # Dynamic batch and length: one compiled graph for every padded shape (a new one only for a
+        # batch of 1). Freezing folds the weights into the graph as constants, which lets inductor
+        # prepack them for oneDNN; the first call compiles (minutes on 2 cores, cached on disk after).
+        forward = torch.compile(model.step_logits, dynamic=True, options={"freezing": True})
 
     def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return model.step_logits(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
+            return forward(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
 
     return run

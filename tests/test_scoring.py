@@ -84,6 +84,37 @@ def test_bf16_backend_scores_every_step_close_to_fp32(artifact):
         np.testing.assert_allclose(a, b, atol=0.1)
 
 
+def test_split_bf16_linear_keeps_the_weights_that_bf16_rounds_away():
+    import torch
+
+    from prm.split_bf16 import SplitBF16Linear, split_linears
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 48)
+    with torch.no_grad():  # a fine-tuning update below bf16's rounding step
+        lin.weight.copy_(lin.weight.bfloat16().float() + 1e-4 * torch.randn_like(lin.weight))
+    eye = torch.eye(64)  # rows pick out the weights: exact in bf16, and so is each product
+    split = SplitBF16Linear(lin)(eye) - lin.bias
+    plain = torch.nn.functional.linear(eye.bfloat16(), lin.weight.bfloat16()).float()
+    assert split.dtype == torch.float32 and SplitBF16Linear(lin)(torch.randn(5, 7, 64)).shape == (5, 7, 48)
+    assert (split - lin.weight.T).abs().max() < (plain - lin.weight.T).abs().max() / 100
+    seq = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Sequential(torch.nn.Linear(4, 2)))
+    assert split_linears(seq) == 2 and not any(isinstance(m, torch.nn.Linear) for m in seq.modules())
+
+
+def test_bf16x2_backend_is_closer_to_fp32_than_bf16_eager_and_compiled(artifact):
+    from prm.scoring import Scorer
+
+    fp32 = Scorer(artifact, backend="torch", calibrated=False).step_logits(MIXED)
+    bf16 = Scorer(artifact, backend="torch-bf16", calibrated=False).step_logits(MIXED)
+    eager = Scorer(artifact, backend="torch-bf16x2", calibrated=False, compile=False).step_logits(MIXED)
+    compiled = Scorer(artifact, backend="torch-bf16x2", calibrated=False, batch_size=3).step_logits(MIXED)
+    err = {name: max(np.max(np.abs(a - b)) for a, b in zip(fp32, got, strict=True))
+           for name, got in (("bf16", bf16), ("eager", eager), ("compiled", compiled))}
+    assert all(len(a) == len(b) for a, b in zip(fp32, compiled, strict=True))
+    assert err["eager"] < err["bf16"] / 2 and err["compiled"] < err["bf16"] / 2, err
+
+
 def test_overflow_policies_never_drop_a_step(artifact):
     from prm.scoring import Scorer
 
