@@ -92,10 +92,13 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--calib-solutions", type=int, default=300,
+                    help="generated solutions (seed + 1) that GPTQ rounds the bf16 weights on")
     args = ap.parse_args()
 
     import torch
 
+    from prm.bf16_weights import write_bf16_weights
     from prm.export import Int8GateError, compare_backends, gate_labels, quantize_int8
     from prm.scoring import ONNX_INT8_FILE
 
@@ -108,7 +111,9 @@ def main() -> None:
         gates["onnx-int8"] = quantize_int8(folder, check_items, check_labels, keep_refused=True)
     except Int8GateError as exc:  # still timed below, then removed: the table shows what the gate refused
         gates["onnx-int8"] = exc.figures
-    for backend in ("torch-bf16", "torch-bf16x2", "onnx"):
+    calib = workload(args.calib_solutions, args.seed + 1)  # fresh problems: neither timed nor gated on
+    write_bf16_weights(folder, calib)
+    for backend in ("torch-bf16", "torch-bf16-gptq", "onnx"):
         gates[backend] = compare_backends(folder, check_items, check_labels, "torch", backend, threads=args.threads,
                                           cache=cache)
 

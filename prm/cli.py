@@ -90,6 +90,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "rows without labels but with meta.first_error (prm generate) are labelled by it")
     p.add_argument("--int8", action="store_true", help="also write onnx/model.int8.onnx (int8 weights and "
                    "activations), kept only if it passes the quality gate against fp32 on --check's labelled steps")
+    p.add_argument("--bf16", action="store_true", help="also write bf16/model.safetensors for the torch-bf16-gptq "
+                   "backend: backbone weights rounded to bf16 by GPTQ on --calib's solutions (prefer ones not in --check)")
+    p.add_argument("--calib", metavar="DATA", action="append",
+                   help="stepwise JSONL of calibration solutions for --bf16 (labels not needed); repeatable")
     p.set_defaults(func=_export)
 
     _register_eval(sub)
@@ -200,8 +204,15 @@ def _export(args: argparse.Namespace) -> None:
 
     if args.int8 and not args.check:
         raise ValueError("--int8 needs --check DATA: held-out labelled steps to run the int8 quality gate on")
+    if args.bf16 and not args.calib:
+        raise ValueError("--bf16 needs --calib DATA: solutions whose layer inputs GPTQ rounds the weights against")
     out = export_onnx(args.model)
     print(f"ONNX model written to {out}")
+    if args.bf16:
+        from prm.bf16_weights import write_bf16_weights
+
+        calib = [(e.prompt, e.steps) for path in args.calib for e in read_jsonl(path)]
+        print(f"bf16 weights written to {write_bf16_weights(args.model, calib)} (backend torch-bf16-gptq)")
     if args.check:
         examples = [e for path in args.check for e in read_jsonl(path)]
         items = [(e.prompt, e.steps) for e in examples]

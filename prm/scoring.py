@@ -4,9 +4,9 @@ Backends (``Scorer(folder, backend=...)``):
 
     torch        PyTorch eager, fp32
     torch-bf16   PyTorch eager, bf16 weights and activations (the step head stays fp32)
-    torch-bf16x2 PyTorch, bf16 matrix multiplies over fp32 weights split into bf16 hi + lo
-                 (``prm.split_bf16``; residual stream, norms, attention and head in fp32),
-                 compiled with ``torch.compile`` (``compile=False`` for eager)
+    torch-bf16-gptq  PyTorch, bf16 GEMMs over weights GPTQ-rounded to bf16 on calibration data
+                 (``prm export MODEL --bf16 --calib DATA``, ``prm.bf16_weights``); residual stream,
+                 norms, attention and head in fp32; compiled with ``torch.compile`` (``compile=False``: eager)
     onnx         ONNX Runtime, onnx/model.onnx (fp32; CUDA when a GPU is present)
     onnx-int8    ONNX Runtime, onnx/model.int8.onnx (dynamic int8, written by `prm export --int8`
                  only when it passed the quality gate)
@@ -34,13 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
+from prm import fpenv
 from prm.calibrate import apply_calibration, load_calibration
 from prm.config import AGGREGATIONS, PRMConfig
 from prm.tokenization import TooLongError, encode
 
 ONNX_FILE = Path("onnx") / "model.onnx"
 ONNX_INT8_FILE = Path("onnx") / "model.int8.onnx"
-BACKENDS = ("torch", "torch-bf16", "torch-bf16x2", "onnx", "onnx-int8")
+BACKENDS = ("torch", "torch-bf16", "torch-bf16-gptq", "onnx", "onnx-int8")
 OVERFLOW = ("truncate_prompt", "error")
 
 
@@ -94,12 +95,19 @@ class Scorer:
                 # shapes (8 x 192 tokens, demo model, 1 thread) eager measured 612-802 tok/s and SDPA
                 # 556-725 (noisy, shared cores): no worse, so eager, the attention the export traces.
                 model.backbone.config._attn_implementation = "eager"
-            if backend == "torch-bf16x2":
-                from prm.split_bf16 import split_linears
+            if backend == "torch-bf16-gptq":
+                from safetensors.torch import load_file
 
-                split_linears(model.backbone)
+                from prm.bf16_weights import BF16_FILE, use_bf16_weights
+
+                if not (self.folder / BF16_FILE).is_file():
+                    raise FileNotFoundError(f"{self.folder / BF16_FILE} not found: write it with "
+                                            f"`prm export {self.folder} --bf16 --calib DATA`")
+                use_bf16_weights(model.backbone, load_file(self.folder / BF16_FILE))
                 model.backbone.config._attn_implementation = "sdpa"  # fp32 attention
-            self._run = _torch_runner(model, threads, compiled=backend == "torch-bf16x2" if compile is None else compile)
+            self.model = model
+            compiled = backend == "torch-bf16-gptq" if compile is None else compile
+            self._run = _torch_runner(model, threads, compiled=compiled)
             self.device = "cpu"
         self.pad_id = self.tokenizer.pad_token_id
 
@@ -187,14 +195,17 @@ def _onnx_runner(path: Path, threads: int):
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Masked softmax entries underflow to denormals, which this CPU handles ~7x slower (measured:
     # causal Attention 17 ms -> 5.8 ms at 8 x 172 tokens); flushing them to zero changes nothing visible.
+    # ORT leaves the flags set on the creating thread; prm.fpenv keeps them to our own runs.
     opts.add_session_config_entry("session.set_denormal_as_zero", "1")
     providers = ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" in ort.get_available_providers() and _cuda_present():
         providers.insert(0, "CUDAExecutionProvider")
-    session = ort.InferenceSession(str(path), opts, providers=providers)
+    with fpenv.preserved():
+        session = ort.InferenceSession(str(path), opts, providers=providers)
 
     def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        with fpenv.denormals_flushed():
+            return session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
 
     run.device = "cuda" if "CUDAExecutionProvider" in session.get_providers() else "cpu"
     return run
