@@ -10,8 +10,9 @@ the layer's OUTPUT on such inputs rather than of each weight. On the demo model 
 logit change to 0.046 (11 decisions changed) with one bf16 GEMM per layer.
 
 At scoring time every backbone ``nn.Linear`` becomes a ``BF16Linear`` (bf16 weight, bf16 GEMM, fp32
-in and out); the residual stream, norms, attention and the step head stay fp32 (a bf16 residual
-stream changed 35 decisions). The weights live in the artifact as ``bf16/model.safetensors``.
+in and out) and attention runs as bf16 SDPA (``sdpa_bf16``, fp32 in and out; with the causal kernel,
+since ``Scorer`` pads on the right); the residual stream, norms and the step head stay fp32 (a bf16
+residual stream changed 35 decisions). The weights live in the artifact as ``bf16/model.safetensors``.
 """
 
 from __future__ import annotations
@@ -117,3 +118,19 @@ def write_bf16_weights(folder: str | Path, calib_items) -> Path:
     save_file(weights, str(out), metadata={"rounding": "gptq-bf16", "calib_solutions": str(len(calib_items))})
     write_manifest(folder)
     return out
+
+
+def bf16_sdpa(module, query, key, value, attention_mask, **kwargs):
+    """transformers' SDPA attention run in bf16 (fp32 in and out): the ``sdpa_bf16`` implementation."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    out, weights = sdpa_attention_forward(module, query.to(torch.bfloat16), key.to(torch.bfloat16),
+                                          value.to(torch.bfloat16), attention_mask, **kwargs)
+    return out.float(), weights
+
+
+def register_bf16_attention() -> str:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register("sdpa_bf16", bf16_sdpa)
+    return "sdpa_bf16"

@@ -5,8 +5,9 @@ Backends (``Scorer(folder, backend=...)``):
     torch        PyTorch eager, fp32
     torch-bf16   PyTorch eager, bf16 weights and activations (the step head stays fp32)
     torch-bf16-gptq  PyTorch, bf16 GEMMs over weights GPTQ-rounded to bf16 on calibration data
-                 (``prm export MODEL --bf16 --calib DATA``, ``prm.bf16_weights``); residual stream,
-                 norms, attention and head in fp32; compiled with ``torch.compile`` (``compile=False``: eager)
+                 (``prm export MODEL --bf16 --calib DATA``, ``prm.bf16_weights``), bf16 causal SDPA;
+                 residual stream, norms and head in fp32; compiled with ``torch.compile``
+                 (``compile=False``: eager)
     onnx         ONNX Runtime, onnx/model.onnx (fp32; CUDA when a GPU is present)
     onnx-int8    ONNX Runtime, onnx/model.int8.onnx (dynamic int8, written by `prm export --int8`
                  only when it passed the quality gate)
@@ -98,16 +99,18 @@ class Scorer:
             if backend == "torch-bf16-gptq":
                 from safetensors.torch import load_file
 
-                from prm.bf16_weights import BF16_FILE, use_bf16_weights
+                from prm.bf16_weights import BF16_FILE, register_bf16_attention, use_bf16_weights
 
                 if not (self.folder / BF16_FILE).is_file():
                     raise FileNotFoundError(f"{self.folder / BF16_FILE} not found: write it with "
                                             f"`prm export {self.folder} --bf16 --calib DATA`")
                 use_bf16_weights(model.backbone, load_file(self.folder / BF16_FILE))
-                model.backbone.config._attn_implementation = "sdpa"  # fp32 attention
+                model.backbone.config._attn_implementation = register_bf16_attention()
             self.model = model
             compiled = backend == "torch-bf16-gptq" if compile is None else compile
-            self._run = _torch_runner(model, threads, compiled=compiled)
+            # Scorer pads on the right, so plain causal attention (no mask) is exact at every real
+            # position: the padded batch takes SDPA's causal kernel instead of a [B, 1, T, T] mask.
+            self._run = _torch_runner(model, threads, compiled=compiled, causal_only=backend == "torch-bf16-gptq")
             self.device = "cpu"
         self.pad_id = self.tokenizer.pad_token_id
 
@@ -221,17 +224,19 @@ def _cuda_present() -> bool:
         return False
 
 
-def _torch_runner(model, threads: int | None, compiled: bool = False):
+def _torch_runner(model, threads: int | None, compiled: bool = False, causal_only: bool = False):
     import torch
+
+    from prm.model import StepLogitsForExport
 
     if threads:
         torch.set_num_threads(threads)
-    forward = model.step_logits
+    forward = StepLogitsForExport(model, causal_only=True) if causal_only else model.step_logits
     if compiled:
         # Dynamic batch and length: one compiled graph for every padded shape (a new one only for a
         # batch of 1). Freezing folds the weights into the graph as constants, which lets inductor
         # prepack them for oneDNN; the first call compiles (minutes on 2 cores, cached on disk after).
-        forward = torch.compile(model.step_logits, dynamic=True, options={"freezing": True})
+        forward = torch.compile(forward, dynamic=True, options={"freezing": True})
 
     def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
