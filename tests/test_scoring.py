@@ -292,12 +292,14 @@ def test_readme_calibration_and_backend_commands_run(artifact, labelled, tmp_pat
 
     shutil.copytree(artifact, tmp_path / "model")
     shutil.copy(labelled, tmp_path / "heldout.jsonl")
+    shutil.copy(labelled, tmp_path / "calib.jsonl")
     monkeypatch.chdir(tmp_path)
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     section = readme.split("### Calibrated scores, scoring backends and int8", 1)[1].split("```", 2)[1]
     commands = [shlex.split(re.sub(r"\s+#.*$", "", line))[1:] for line in section.splitlines()
                 if line.startswith("prm ")]
-    assert [c[0] for c in commands] == ["calibrate", "export", "score"]
+    assert [c[0] for c in commands] == ["calibrate", "export", "export", "score"]
     for argv in commands:
         assert run_cli(*argv) == 0, argv
     assert Path("reliability.png").is_file() and Path("model/onnx/model.int8.onnx").is_file()
+    assert Path("model/bf16/model.safetensors").is_file()
