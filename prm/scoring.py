@@ -89,14 +89,14 @@ class Scorer:
 
             from prm.artifacts import load_scorer
 
-            bf16 = backend == "torch-bf16"
+            bf16, gptq = backend == "torch-bf16", backend == "torch-bf16-gptq"
             model, self.tokenizer, _ = load_scorer(self.folder, dtype=torch.bfloat16 if bf16 else None)
             if bf16:
                 # bf16 SDPA is ~7x slower than matmuls for ONE query token on this CPU; at scoring
                 # shapes (8 x 192 tokens, demo model, 1 thread) eager measured 612-802 tok/s and SDPA
                 # 556-725 (noisy, shared cores): no worse, so eager, the attention the export traces.
                 model.backbone.config._attn_implementation = "eager"
-            if backend == "torch-bf16-gptq":
+            if gptq:
                 from safetensors.torch import load_file
 
                 from prm.bf16_weights import BF16_FILE, register_bf16_attention, use_bf16_weights
@@ -107,10 +107,9 @@ class Scorer:
                 use_bf16_weights(model.backbone, load_file(self.folder / BF16_FILE))
                 model.backbone.config._attn_implementation = register_bf16_attention()
             self.model = model
-            compiled = backend == "torch-bf16-gptq" if compile is None else compile
             # Scorer pads on the right, so plain causal attention (no mask) is exact at every real
             # position: the padded batch takes SDPA's causal kernel instead of a [B, 1, T, T] mask.
-            self._run = _torch_runner(model, threads, compiled=compiled, causal_only=backend == "torch-bf16-gptq")
+            self._run = _torch_runner(model, threads, compiled=gptq if compile is None else compile, causal_only=gptq)
             self.device = "cpu"
         self.pad_id = self.tokenizer.pad_token_id
 
@@ -122,7 +121,7 @@ class Scorer:
         self.folder, self.cfg, self.backend, self.batch_size = None, cfg, "torch", batch_size
         self.overflow = overflow
         self.calibration, self.tokenizer, self.pad_id = calibration, tokenizer, tokenizer.pad_token_id
-        self._run = _torch_runner(model, None)
+        self.model, self._run = model, _torch_runner(model, None)
         self.device = str(next(model.parameters()).device.type)
         return self
 
