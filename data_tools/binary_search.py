@@ -30,8 +30,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
+from data_tools.completers.protocol import Completer
 from data_tools.labelling import Done, LabelReport, PrefixKey, RolloutBank, collect
-from data_tools.rollouts import Completer
 from data_tools.schema import DataError, StepwiseExample
 
 

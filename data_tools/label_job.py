@@ -46,10 +46,10 @@ from typing import Any
 
 from data_tools import formats
 from data_tools.binary_search import binary_label_batch
+from data_tools.completers.protocol import Completer
 from data_tools.formats.containers import batched
 from data_tools.formats.fields import RowLog
 from data_tools.labelling import BatchLabeller, LabelConfig, LabelReport, RolloutBank, mc_label_batch
-from data_tools.rollouts import Completer
 from data_tools.schema import DataError, StepwiseExample
 
 log = logging.getLogger(__name__)

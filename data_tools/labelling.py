@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from data_tools.answers import answers_match, extract_answer
-from data_tools.rollouts import Completer, RolloutRequest, rollout_seed
+from data_tools.completers.protocol import Completer, RolloutRequest, rollout_seed
 from data_tools.schema import DataError, StepwiseExample
 
 # Four worked examples covering every order of the two operations, each step restating the

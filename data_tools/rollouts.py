@@ -1,11 +1,4 @@
-"""Completers: given text prefixes, sample continuations. The protocol and the in-process transformers backend.
-
-A completer takes ``RolloutRequest``s (a prefix, one seed per sample) and returns, per request, the
-sampled continuation strings, or None for a request that failed for good (an HTTP backend after its
-retries): the labeller then leaves that request's examples unlabelled, so a rerun retries them.
-Seeds come from the caller (derived from example id, step index and sample index), so every rollout
-can be reproduced alone. Backends: ``HFCompleter`` here, ``openai_completer``, ``vllm_completer``
-and ``simulated`` beside it; ``Sampling`` holds the settings the model-backed ones share.
+"""Completers: the protocol now lives in ``data_tools.completers``; ``HFCompleter`` (the torch backend) here.
 
 ``HFCompleter`` runs a causal LM in-process with its own decode loop rather than ``generate``
 because it needs three things ``generate`` does not give together: one RNG per sampled row (so a
@@ -18,74 +11,17 @@ draw other tokens in another batch; ``label_job`` makes batches reproducible ins
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-STOP = ("\n\n", "Question:")  # the few-shot format's ends: a blank line, the next question
-
-
-@dataclass(frozen=True)
-class RolloutRequest:
-    prefix: str
-    seeds: tuple[int, ...]  # one per sample; len(seeds) samples are drawn
-    # The prefix's parts, for backends that do not continue raw text (chat) or that simulate a model.
-    prompt: str = ""
-    steps: tuple[str, ...] = ()
-    meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-
-class Completer(Protocol):
-    def complete(self, requests: Sequence[RolloutRequest]) -> list[list[str] | None]: ...
-
-
-@dataclass
-class Sampling:
-    """Sampling settings shared by the model-backed completers (``prm label`` flags of the same names)."""
-
-    max_new_tokens: int = 40
-    """longest rollout continuation, in tokens"""
-    temperature: float = 0.5
-    """sampling temperature of rollouts"""
-    top_k: int = 50
-    """sample from the k most likely tokens only (0: the whole vocabulary)"""
-    stop: tuple[str, ...] = STOP
-    """strings that end a rollout (besides the end of a finished answer line)"""
-
-    def problems(self) -> list[str]:
-        out = []
-        if self.max_new_tokens < 1:
-            out.append(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            out.append(f"--temperature must be >= 0, got {self.temperature}")
-        if self.top_k < 0:
-            out.append(f"--top-k must be >= 0, got {self.top_k}")
-        return out
-
-
-def rollout_seed(example_id: str, step_index: int, sample_index: int, base_seed: int = 0) -> int:
-    """A stable 63-bit seed from (example id, step index, sample index): resumable and auditable."""
-    key = f"{base_seed}|{example_id}|{step_index}|{sample_index}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
-
-
-_ANSWER_LINE_END = re.compile(r"answer is[^\n]*\n", re.IGNORECASE)
-
-
-def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    """Cut ``text`` at the earliest stop string, or at the end of a finished answer line.
-
-    Returns (text, stopped). Stopping right after "The answer is N." saves the tokens a model
-    would spend on a blank line or a next question.
-    """
-    cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
-    m = _ANSWER_LINE_END.search(text)
-    if m:
-        cuts.append(m.end() - 1)
-    cut = min(cuts, default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
+from data_tools.completers.protocol import (  # noqa: F401  (re-exported: their old home)
+    STOP,
+    Completer,
+    RolloutRequest,
+    Sampling,
+    rollout_seed,
+    truncate_at_stop,
+)
 
 
 @dataclass
