@@ -30,9 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from data_tools.completers import STOP, RolloutRequest  # noqa: E402
 from data_tools.labelling import render_prefix  # noqa: E402
 from data_tools.problems import generate_dataset  # noqa: E402
-from data_tools.rollouts import STOP, RolloutRequest  # noqa: E402
 
 TEMPERATURE, TOP_K, MAX_NEW_TOKENS = 0.5, 50, 40
 
@@ -51,7 +51,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from prm.rollout_model import load_completer
+    from prm.generation import load_completer
 
     completer = load_completer("smollm2-135m", max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE, top_k=TOP_K)
     model, tok = completer.model, completer.tokenizer

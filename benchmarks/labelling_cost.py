@@ -132,7 +132,7 @@ def main() -> None:
     if not args.no_smollm2:
         import torch
 
-        from prm.rollout_model import load_completer
+        from prm.generation import load_completer
 
         if args.threads:
             torch.set_num_threads(args.threads)

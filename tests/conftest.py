@@ -16,7 +16,7 @@ def tiny_backbone(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_completer(tiny_backbone):
-    from prm.rollout_model import load_completer
+    from prm.generation import load_completer
 
     return load_completer(str(tiny_backbone), max_new_tokens=12, temperature=1.0, bf16=False)
 

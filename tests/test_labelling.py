@@ -85,7 +85,7 @@ def test_truncate_after_a_finished_answer_line():
 
 def test_hf_batches_take_more_prefixes_when_they_have_few_samples():
     """16 prefixes a batch as before; early-stopping rounds (1-2 samples each) fill up to 128 rows instead."""
-    from data_tools.rollouts import HFCompleter
+    from prm.generation import HFCompleter
 
     completer = HFCompleter(model=None, tokenizer=None)
     sizes = {k: [len(b) for b in completer._batches([RolloutRequest("p", tuple(range(k)))] * 40)] for k in (1, 4, 8, 16)}

@@ -10,7 +10,7 @@ from data_tools.rollouts import RolloutRequest
 def _load(folder, attn):
     from transformers import AutoModelForCausalLM
 
-    from data_tools.shared_prefix import register
+    from prm.generation.shared_prefix import register
 
     register()
     return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation=attn).eval()
@@ -19,8 +19,8 @@ def _load(folder, attn):
 def test_cascade_prefill_and_decode_match_a_full_forward(tiny_backbone):
     from transformers import AutoTokenizer
 
-    from data_tools.kv_cache import preallocate
-    from data_tools.shared_prefix import ATTN_IMPLEMENTATION, shared_prefix
+    from prm.generation.kv_cache import preallocate
+    from prm.generation.shared_prefix import ATTN_IMPLEMENTATION, shared_prefix
 
     tok = AutoTokenizer.from_pretrained(tiny_backbone)
     fast, plain = _load(tiny_backbone, ATTN_IMPLEMENTATION), _load(tiny_backbone, "sdpa")
@@ -56,7 +56,7 @@ def test_shared_prefix_rollouts_equal_repeated_cache_rollouts(tiny_completer):
     try:
         plain = tiny_completer.complete(requests)
     finally:
-        from data_tools.shared_prefix import ATTN_IMPLEMENTATION
+        from prm.generation.shared_prefix import ATTN_IMPLEMENTATION
 
         tiny_completer.model.set_attn_implementation(ATTN_IMPLEMENTATION)
         tiny_completer.shared_prefix_attention = True
