@@ -1,18 +1,14 @@
 """``prm`` subcommands that own pure data: ``generate`` (demo problems), ``convert`` (between PRM data
 formats) and ``inject-errors`` (wrong variants of correct solutions). Library code never parses argv:
-each subcommand builds its config dataclass from the flags, calls one function, reports the result.
+each subcommand builds its config dataclass from the flags (``data_tools.flags``), calls one
+function, reports the result.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
-import dataclasses
-import inspect
-import re
-import textwrap
-from collections.abc import Mapping, Sequence
-from typing import Any
+
+from data_tools.flags import add_config_flags, config_from, field_docs  # noqa: F401 (field_docs: old import path)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,54 +49,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="format of INPUT (default gsm8k)")
     add_config_flags(p, InjectConfig)
     p.set_defaults(func=_inject)
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each field of a config dataclass, read from its source."""
-    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body  # type: ignore[attr-defined]
-    docs = {}
-    for node, nxt in zip(body, body[1:], strict=False):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
-            docs[node.target.id] = nxt.value.value.strip()
-    return docs
-
-
-def _comma_list(text: str) -> tuple[str, ...]:
-    r"""Comma-separated values; ``\n``, ``\t`` and ``\\`` in them stand for a newline, a tab, a backslash."""
-    escapes = {"n": "\n", "t": "\t", "\\": "\\"}
-    return tuple(re.sub(r"\\([nt\\])", lambda m: escapes[m.group(1)], part.strip())
-                 for part in text.split(",") if part.strip())
-
-
-def add_config_flags(parser: Any, cls: type, choices: Mapping[str, Sequence[str]] | None = None,
-                     prefix: str = "") -> None:
-    """One ``--flag`` per field of the config dataclass ``cls``, documented by the field's docstring.
-
-    ``prefix`` goes before each flag and its destination (``prefix="sim-"``: ``--sim-p-correct``,
-    ``args.sim_p_correct``); ``parser`` may be an argument group.
-    """
-    docs, choices = field_docs(cls), choices or {}
-    for f in dataclasses.fields(cls):
-        flag, default, doc = "--" + (prefix + f.name).replace("_", "-"), f.default, docs.get(f.name, "")
-        if isinstance(default, bool):
-            if default:  # on unless turned off: --no-FLAG
-                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=True, help=doc)
-            else:
-                parser.add_argument(flag, action="store_true", help=doc)
-        elif isinstance(default, tuple):
-            shown = ",".join(default).encode("unicode_escape").decode() or "none"
-            parser.add_argument(flag, type=_comma_list, default=default,
-                                help=f"{doc} (comma-separated, default {shown})")
-        else:
-            kind: Any = type(default) if default is not None else (float if "float" in str(f.type) else str)
-            shown = "" if default is None else f" (default {default})"  # None: the doc says what happens
-            parser.add_argument(flag, type=kind, default=default, choices=choices.get(f.name), help=doc + shown)
-
-
-def config_from(args: argparse.Namespace, cls: type, prefix: str = "") -> Any:
-    dest = prefix.replace("-", "_")
-    return cls(**{f.name: getattr(args, dest + f.name) for f in dataclasses.fields(cls)})
 
 
 def _generate(args: argparse.Namespace) -> None:

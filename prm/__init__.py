@@ -7,7 +7,7 @@ it is imported on first use, so ``import prm`` stays free of torch.
 
 def __getattr__(name: str):
     if name == "PRM":
-        from prm.model import PRM
+        from prm.pretrained import PRM
 
         return PRM
     raise AttributeError(f"module 'prm' has no attribute {name!r}")

@@ -1,15 +1,22 @@
-"""The on-disk PRM artifact: one folder every later stage reads without guessing.
+"""The on-disk PRM artifact: one folder that every later stage reads without guessing.
+
+``Artifact(folder)`` owns every file name of the folder and how each is read and written:
 
     config.json, model.safetensors   backbone (``save_pretrained``, safetensors)
     step_head.safetensors            the step head
     tokenizer files                  with the step separator as an added special token
     prm_config.json                  separator and its id, max length, aggregation, label type
-    calibration.json                 when calibrated
-    onnx/model.onnx                  when exported
+    calibration.json                 when calibrated (``prm calibrate``)
+    onnx/model.onnx                  when exported (``prm export``); onnx/model.int8.onnx with --int8
+    bf16/model.safetensors           GPTQ-rounded bf16 weights (``prm export --bf16``)
     training.json                    how it was trained (settings, loss history, tokens seen)
-    manifest.json                    versions and sha256 of every file
+    manifest.json                    artifact format, versions and sha256 of every file
+    checkpoints/                     training state for ``--resume``; not part of the model
 
-Loading never unpickles (safetensors and JSON only) and never passes ``trust_remote_code``.
+Loading never unpickles (safetensors and JSON only) and never passes ``trust_remote_code``. A folder
+that is not an artifact, or one written in another artifact format, is refused with an
+``ArtifactError`` that says so and what to do. What this module does not own: what the files mean
+to a stage (scoring, export and calibration read them through it).
 """
 
 from __future__ import annotations
@@ -18,132 +25,197 @@ import hashlib
 import json
 from pathlib import Path
 
+from prm.backbone import new_scorer, truncate_layers  # noqa: F401 (old import path)
 from prm.config import PRMConfig
+from prm.tokenization import check_step_token, load_tokenizer
 
-HEAD_FILE = "step_head.safetensors"
-TRAINING_FILE = "training.json"
-
-
-def load_tokenizer(folder: str | Path, step_token: str | None = None):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    if step_token is not None and step_token not in tok.get_vocab():
-        tok.add_special_tokens({"additional_special_tokens": [step_token]})
-    return tok
+FORMAT = "prm-toolkit-artifact/1"
 
 
-def new_scorer(backbone: str, step_token: str, max_length: int, dtype=None, num_layers: int = 0):
-    """A fresh PRM from a backbone folder or name: the separator token is added and embedded.
-
-    ``num_layers`` > 0 keeps only the first that many transformer layers: a small backbone's middle
-    layers carry more of what a step head needs than its last ones, which specialise in predicting
-    the next token (measured with linear probes on SmolLM2-135M), and every later stage gets faster.
-    """
-    import torch
-    from transformers import AutoModel
-
-    from prm.backbone import resolve_backbone
-    from prm.model import StepScorer
-
-    path = resolve_backbone(backbone)
-    tok = load_tokenizer(path, step_token)
-    model = AutoModel.from_pretrained(path, dtype=dtype or torch.float32, trust_remote_code=False)
-    if num_layers:
-        truncate_layers(model, num_layers)
-    sep_id = tok.convert_tokens_to_ids(step_token)
-    if len(tok) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tok), mean_resizing=False)
-        # Start the new separator where a line break is: the pretrained layers already summarise
-        # the line just read at "\n", so the step head starts from a meaningful state, not noise.
-        newline = tok("\n", add_special_tokens=False)["input_ids"]
-        with torch.no_grad():
-            emb = model.get_input_embeddings().weight
-            emb[sep_id] = emb[newline[-1]] if newline else emb[: sep_id].mean(0)
-    cfg = PRMConfig(step_token=step_token, step_token_id=sep_id, max_length=max_length, backbone=backbone)
-    check_step_token(tok, cfg)
-    return StepScorer(model), tok, cfg
+class ArtifactError(ValueError):
+    """A model folder that cannot be used as it is: says what is wrong and what to do."""
 
 
-def truncate_layers(model, num_layers: int) -> None:
-    """Keep the first ``num_layers`` decoder layers of a base model (``model.layers``), in place."""
-    layers = getattr(model, "layers", None)
-    if layers is None:
-        raise ValueError(f"{type(model).__name__} has no `layers` list; --layers works with Llama/Qwen/Mistral-style "
-                         "backbones (leave it at 0 to keep every layer)")
-    if num_layers >= len(layers):
-        return
-    model.layers = layers[:num_layers]
-    model.config.num_hidden_layers = num_layers
-    if getattr(model.config, "layer_types", None):
-        model.config.layer_types = model.config.layer_types[:num_layers]
+class Artifact:
+    CONFIG = "prm_config.json"
+    HEAD = "step_head.safetensors"
+    CALIBRATION = "calibration.json"
+    TRAINING = "training.json"
+    MANIFEST = "manifest.json"
+    ONNX = Path("onnx") / "model.onnx"
+    ONNX_INT8 = Path("onnx") / "model.int8.onnx"
+    BF16 = Path("bf16") / "model.safetensors"
+    CHECKPOINTS = "checkpoints"
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def __repr__(self) -> str:
+        return f"Artifact({str(self.folder)!r})"
+
+    def path(self, name: str | Path) -> Path:
+        return self.folder / name
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.folder / self.ONNX
+
+    @property
+    def onnx_int8_path(self) -> Path:
+        return self.folder / self.ONNX_INT8
+
+    @property
+    def bf16_path(self) -> Path:
+        return self.folder / self.BF16
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.folder / self.CHECKPOINTS
+
+    def has(self, name: str | Path) -> bool:
+        return (self.folder / name).is_file()
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise ``ArtifactError`` unless this is a PRM artifact in the format this version reads."""
+        if not self.folder.is_dir():
+            raise ArtifactError(f"{self.folder}: no such model folder")
+        if not self.has(self.CONFIG):
+            raise ArtifactError(f"{self.folder} is not a PRM artifact (no {self.CONFIG}): train one with "
+                                "`prm train`, or give the folder that holds prm_config.json")
+        manifest = self.manifest()
+        if manifest is not None and manifest.get("format") != FORMAT:
+            raise ArtifactError(f"{self.folder} was written as {manifest.get('format')!r} by prm-toolkit "
+                                f"{manifest.get('prm_toolkit', '(unknown version)')}; this version reads {FORMAT!r}: "
+                                "use the prm-toolkit that wrote it, or retrain/re-export the model with this one")
+
+    def manifest(self) -> dict | None:
+        return self._json(self.MANIFEST)
+
+    def config(self) -> PRMConfig:
+        self.check()
+        try:
+            return PRMConfig.from_json(self._json(self.CONFIG))
+        except (TypeError, ValueError) as exc:
+            raise ArtifactError(f"{self.path(self.CONFIG)}: {exc}; use the prm-toolkit that wrote this model, "
+                                "or retrain it with this one") from None
+
+    def tokenizer(self, cfg: PRMConfig | None = None):
+        """The tokenizer, checked against the separator id in ``prm_config.json``."""
+        tok = load_tokenizer(self.folder)
+        check_step_token(tok, cfg or self.config())
+        return tok
+
+    def load_model(self, dtype=None):
+        """The ``StepScorer`` (backbone + step head) in eval mode; fp32 unless ``dtype`` says otherwise."""
+        import torch
+        from safetensors.torch import load_file
+        from transformers import AutoModel
+
+        from prm.model import StepScorer
+
+        backbone = AutoModel.from_pretrained(self.folder, dtype=dtype or torch.float32, trust_remote_code=False)
+        scorer = StepScorer(backbone)
+        scorer.head.load_state_dict(load_file(self.path(self.HEAD)))
+        return scorer.eval()
+
+    def load(self, dtype=None):
+        """(step scorer, tokenizer, config), the separator id checked."""
+        cfg = self.config()
+        return self.load_model(dtype), self.tokenizer(cfg), cfg
+
+    def calibration(self) -> dict | None:
+        return self._json(self.CALIBRATION)
+
+    def training_record(self) -> dict | None:
+        return self._json(self.TRAINING)
+
+    def bf16_weights(self) -> dict:
+        from safetensors.torch import load_file
+
+        if not self.bf16_path.is_file():
+            raise ArtifactError(f"{self.bf16_path} not found: write it with `prm export {self.folder} --bf16 --calib DATA`")
+        return load_file(str(self.bf16_path))
+
+    def require(self, name: str | Path, how: str) -> Path:
+        """The path of a file the caller needs; ``ArtifactError`` saying ``how`` to make it when it is missing."""
+        path = self.path(name)
+        if not path.is_file():
+            raise ArtifactError(f"{path} not found: {how}")
+        return path
+
+    def _json(self, name: str) -> dict | None:
+        path = self.path(name)
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except ValueError as exc:
+            raise ArtifactError(f"{path} is not valid JSON ({exc}); restore it, or rewrite it with the stage that "
+                                "writes it") from None
+
+    # --- writing -----------------------------------------------------------------------------------
+
+    @classmethod
+    def save(cls, folder: str | Path, scorer, tokenizer, cfg: PRMConfig, training: dict | None = None,
+             calibration: dict | None = None) -> Artifact:
+        """Write a model folder; ``training`` (what the run was) goes to ``training.json``."""
+        from safetensors.torch import save_file
+
+        art = cls(folder)
+        art.folder.mkdir(parents=True, exist_ok=True)
+        scorer.backbone.save_pretrained(art.folder, safe_serialization=True)
+        save_file({k: v.detach().contiguous().cpu() for k, v in scorer.head.state_dict().items()}, art.path(cls.HEAD))
+        tokenizer.save_pretrained(art.folder)
+        art._write_json(cls.CONFIG, cfg.to_json())
+        if training is not None:
+            art._write_json(cls.TRAINING, training, indent=1)
+        if calibration is not None:
+            art._write_json(cls.CALIBRATION, calibration)
+        art.write_manifest()
+        return art
+
+    def save_calibration(self, state: dict) -> None:
+        self._write_json(self.CALIBRATION, state)
+        self.write_manifest()
+
+    def save_bf16_weights(self, weights: dict, metadata: dict[str, str]) -> Path:
+        from safetensors.torch import save_file
+
+        self.bf16_path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(weights, str(self.bf16_path), metadata=metadata)
+        self.write_manifest()
+        return self.bf16_path
+
+    def _write_json(self, name: str, data: dict, indent: int = 2) -> None:
+        self.path(name).write_text(json.dumps(data, indent=indent) + "\n")
+
+    def write_manifest(self) -> dict:
+        """``manifest.json``: the artifact format, the versions that wrote it, sha256 of every file."""
+        import platform
+
+        import torch
+        import transformers
+
+        files = {}
+        for path in sorted(self.folder.rglob("*")):
+            rel = path.relative_to(self.folder)
+            if path.is_file() and path.name != self.MANIFEST and rel.parts[0] != self.CHECKPOINTS:
+                files[str(rel)] = _sha256(path)
+        manifest = {"format": FORMAT, "prm_toolkit": _version(), "python": platform.python_version(),
+                    "torch": torch.__version__, "transformers": transformers.__version__, "files": files}
+        self._write_json(self.MANIFEST, manifest)
+        return manifest
 
 
-def save_artifact(scorer, tokenizer, cfg: PRMConfig, folder: str | Path, training: dict | None = None) -> Path:
-    """Write the artifact folder; ``training`` (what the run was) goes to ``training.json``."""
-    from safetensors.torch import save_file
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    scorer.backbone.save_pretrained(folder, safe_serialization=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in scorer.head.state_dict().items()}, folder / HEAD_FILE)
-    tokenizer.save_pretrained(folder)
-    cfg.save(folder)
-    if training is not None:
-        (folder / TRAINING_FILE).write_text(json.dumps(training, indent=1) + "\n")
-    write_manifest(folder)
-    return folder
-
-
-def load_scorer(folder: str | Path, dtype=None):
-    """(scorer, tokenizer, config) from an artifact folder; checks the separator id."""
-    import torch
-    from safetensors.torch import load_file
-    from transformers import AutoModel
-
-    from prm.model import StepScorer
-
-    folder = Path(folder)
-    cfg = PRMConfig.load(folder)
-    tok = load_tokenizer(folder)
-    check_step_token(tok, cfg)
-    backbone = AutoModel.from_pretrained(folder, dtype=dtype or torch.float32, trust_remote_code=False)
-    scorer = StepScorer(backbone)
-    scorer.head.load_state_dict(load_file(folder / HEAD_FILE))
-    return scorer.eval(), tok, cfg
-
-
-def check_step_token(tok, cfg: PRMConfig) -> None:
-    """The separator is one dedicated id that this tokenizer knows, and that no text turns into."""
-    got = tok.convert_tokens_to_ids(cfg.step_token)
-    if got != cfg.step_token_id:
-        raise ValueError(f"tokenizer maps step token {cfg.step_token!r} to id {got}, but prm_config.json "
-                         f"says {cfg.step_token_id}: the tokenizer files do not belong to this model")
-    spelled = tok(cfg.step_token, add_special_tokens=False, split_special_tokens=True)["input_ids"]
-    if cfg.step_token_id in spelled:
-        raise ValueError(f"the text {cfg.step_token!r} tokenizes to the separator id {cfg.step_token_id}: "
-                         "a step could fake a step boundary; the separator must be an added special token")
-
-
-def write_manifest(folder: str | Path) -> dict:
-    import platform
-
-    import torch
-    import transformers
-
-    folder = Path(folder)
-    files = {}
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        # checkpoints/ holds training state for --resume, not the model
-        if path.is_file() and path.name != "manifest.json" and rel.parts[0] != "checkpoints":
-            files[str(rel)] = _sha256(path)
-    manifest = {"format": "prm-toolkit-artifact/1", "python": platform.python_version(),
-                "torch": torch.__version__, "transformers": transformers.__version__, "files": files}
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    try:
+        return version("prm-toolkit")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _sha256(path: Path) -> str:
@@ -152,3 +224,24 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# Older entry points, kept for existing imports.
+HEAD_FILE, TRAINING_FILE = Artifact.HEAD, Artifact.TRAINING
+
+
+def load_scorer(folder: str | Path, dtype=None):
+    """(scorer, tokenizer, config) from an artifact folder; checks the separator id."""
+    return Artifact(folder).load(dtype)
+
+
+def save_artifact(scorer, tokenizer, cfg: PRMConfig, folder: str | Path, training: dict | None = None) -> Path:
+    return Artifact.save(folder, scorer, tokenizer, cfg, training).folder
+
+
+def write_manifest(folder: str | Path) -> dict:
+    return Artifact(folder).write_manifest()
+
+
+__all__ = ["Artifact", "ArtifactError", "FORMAT", "HEAD_FILE", "TRAINING_FILE", "check_step_token", "load_scorer",
+           "load_tokenizer", "new_scorer", "save_artifact", "truncate_layers", "write_manifest"]

@@ -11,8 +11,9 @@ contract (``__init__`` stores parameters, ``fit`` returns ``self``, learned stat
 
 ``PerPositionCalibrator`` fits one of them per step position (step 1, step 2, ...); positions past
 the last fitted one reuse the last. Every calibrator saves its state as plain JSON (never pickle)
-into ``calibration.json`` in the artifact, and ``apply_calibration`` is the one function every
-scoring backend applies it with. Labels may be soft (fractions in [0, 1]).
+into ``calibration.json`` in the artifact, and ``apply_calibration`` (``prm.scoring.calibration``)
+is the one function every scoring backend applies it with. Labels may be soft (fractions in [0, 1]).
+``calibrate_artifact`` is what ``prm calibrate`` (and the demo) run: score held-out steps, fit, save.
 
 Metrics: ``ece`` (equal-mass bins), ``brier``, and ``reliability_diagram`` (a PNG; matplotlib is
 imported only there).
@@ -20,19 +21,16 @@ imported only there).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-CALIBRATION_FILE = "calibration.json"
-METHODS = ("temperature", "platt", "isotonic")
+from prm.artifacts import Artifact
+from prm.scoring.calibration import METHODS, apply_calibration, sigmoid
 
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+CALIBRATION_FILE = Artifact.CALIBRATION
 
 
 def _check_xy(logits, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -57,7 +55,7 @@ class TemperatureScaler:
         z, y = _check_xy(logits, labels)
 
         def nll(log_t: float) -> float:
-            p = np.clip(_sigmoid(z / math.exp(log_t)), 1e-7, 1 - 1e-7)
+            p = np.clip(sigmoid(z / math.exp(log_t)), 1e-7, 1 - 1e-7)
             return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
         lo, hi = (math.log(b) for b in self.bounds)
@@ -171,45 +169,13 @@ class PerPositionCalibrator:
         return {"method": "per_position", "positions": [c.to_json() for c in self.calibrators_]}
 
 
-def _apply_one(z: np.ndarray, state: dict) -> np.ndarray:
-    method = state.get("method")
-    if method == "temperature":
-        return _sigmoid(z / float(state["temperature"]))
-    if method == "platt":
-        return _sigmoid(float(state["a"]) * z + float(state["b"]))
-    if method == "isotonic":
-        return np.interp(z, np.asarray(state["x"], dtype=np.float64), np.asarray(state["y"], dtype=np.float64))
-    raise ValueError(f"unknown calibration method {method!r} in {CALIBRATION_FILE}; expected one of {METHODS} "
-                     "or per_position: refit it with `prm calibrate`")
-
-
-def apply_calibration(logits, state: dict | None, positions: Sequence[int] | None = None) -> np.ndarray:
-    """Step logits -> probabilities under a saved calibration state (None: plain sigmoid).
-
-    ``positions`` are the steps' 0-based indices in their solution; they matter only for a
-    per-position state and default to ``0, 1, 2, ...`` (the logits of one solution, in order).
-    """
-    z = np.asarray(logits, dtype=np.float64)
-    if state is None:
-        return _sigmoid(z)
-    if state.get("method") != "per_position":
-        return _apply_one(z, state)
-    pos = np.arange(z.size) if positions is None else np.asarray(positions, dtype=np.int64)
-    per = state["positions"]
-    bucket = np.minimum(pos.reshape(z.shape), len(per) - 1)
-    out = np.empty_like(z)
-    for k in np.unique(bucket):
-        out[bucket == k] = _apply_one(z[bucket == k], per[k])
-    return out
-
-
 def save_calibration(folder: str | Path, state: dict) -> None:
-    Path(folder, CALIBRATION_FILE).write_text(json.dumps(state, indent=2) + "\n")
+    """Write ``state`` as the artifact's ``calibration.json`` (and refresh its manifest)."""
+    Artifact(folder).save_calibration(state)
 
 
 def load_calibration(folder: str | Path) -> dict | None:
-    path = Path(folder, CALIBRATION_FILE)
-    return json.loads(path.read_text()) if path.is_file() else None
+    return Artifact(folder).calibration()
 
 
 def _equal_mass_bins(p: np.ndarray, n_bins: int) -> list[np.ndarray]:
@@ -285,3 +251,32 @@ def calibration_report(logits, labels, positions, state: dict) -> dict:
     after = apply_calibration(logits, state, positions)
     return {"steps": int(len(labels)), "ece_before": ece(before, labels), "ece_after": ece(after, labels),
             "brier_before": brier(before, labels), "brier_after": brier(after, labels)}
+
+
+def calibrate_artifact(folder: str | Path, fit: Sequence, method: str = "temperature", labels: str = "hard",
+                       per_position: bool = False, evaluate: Sequence | None = None, plot: str | None = None) -> dict:
+    """Fit ``method`` on the held-out labelled solutions ``fit`` (``StepwiseExample``s the model was not
+    trained on), write it to the artifact's ``calibration.json`` and return ECE and Brier before and
+    after on ``evaluate`` (default: ``fit`` itself), plus ``state``. ``labels``: fit against hard labels
+    (``meta.hard_labels``, else label > 0) or the soft ones; ``plot``: a reliability diagram PNG."""
+    from prm.scoring import Scorer
+
+    if labels not in ("hard", "soft"):
+        raise ValueError(f"--labels must be 'hard' or 'soft', got {labels!r}")
+    scorer = Scorer(folder, backend="torch", calibrated=False)
+
+    def steps(examples: Sequence, what: str):
+        logits = scorer.step_logits([(e.prompt, e.steps) for e in examples], progress=f"calibrate: scoring {what}")
+        return labelled_steps(logits, [e.hard_labels() if labels == "hard" else e.float_labels() for e in examples])
+
+    z, y, pos = steps(fit, "the fit split")
+    state = fit_calibration(z, y, pos, method, per_position)
+    Artifact(folder).save_calibration(state)
+    ez, ey, epos = steps(evaluate, "the evaluation split") if evaluate is not None else (z, y, pos)
+    report = {"method": method, "per_position": per_position, "fit_steps": int(len(y)),
+              **calibration_report(ez, ey, epos, state), "state": state}
+    if plot:
+        reliability_diagram({"uncalibrated": (apply_calibration(ez, None), ey),
+                             method: (apply_calibration(ez, state, epos), ey)}, plot)
+        report["plot"] = plot
+    return report

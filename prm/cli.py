@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from data_tools.cli import add_config_flags, config_from
+from data_tools.flags import add_config_file, add_config_flags, config_from
 from data_tools.label_job import LabelJobConfig
 from data_tools.labelling import METHODS, LabelConfig
 from data_tools.openai_completer import OpenAIConfig
@@ -28,43 +28,28 @@ from prm.config import AGGREGATIONS
 COMPLETERS = ("hf", "openai", "vllm", "simulated")
 # Each backend's own flags: (its config class, the flag prefix); flags of the others must stay unset.
 BACKEND_FLAGS = {"openai": (OpenAIConfig, "openai-"), "vllm": (VLLMConfig, "vllm-"), "simulated": (SimulatedConfig, "sim-")}
+FORMAT_HELP = "format of the data files, as prm convert reads them: stepwise, trl, math-shepherd, processbench, prm800k, gsm8k"
+
+
+def _read(fmt: str, paths) -> list:
+    """Every example of the files ``paths`` (one path or several), read in format ``fmt``."""
+    from data_tools.formats import read
+
+    return [e for path in ([paths] if isinstance(paths, str) else paths) for e in read(fmt, path)]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     _register_label(sub)
 
-    p = sub.add_parser("train", help="train a PRM on labelled stepwise JSONL")
+    from prm.train.config import TrainConfig
+
+    p = sub.add_parser("train", help="train a PRM on labelled stepwise JSONL",
+                       description="Train a PRM on DATA's labelled steps and write the artifact folder (--out). "
+                       "configs/train_demo.yaml holds the recipe `prm demo` trains with.")
     p.add_argument("data", help="labelled solutions (stepwise JSONL by default, see --format)")
-    p.add_argument("--format", default="stepwise", help="format of DATA, as prm convert reads it: stepwise, trl, "
-                   "math-shepherd, processbench, prm800k, gsm8k")
-    p.add_argument("--out", required=True, help="artifact folder to write")
-    p.add_argument("--backbone", default="smollm2-135m")
-    p.add_argument("--epochs", type=float, default=3.0)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-length", type=int, default=512)
-    p.add_argument("--label-type", choices=["soft", "hard"], default="soft")
-    p.add_argument("--no-bf16", action="store_true", help="train in fp32 instead of bf16 autocast")
-    p.add_argument("--layers", type=int, default=0, help="keep only the first N backbone layers (0: all)")
-    p.add_argument("--freeze-layers", type=int, default=0, help="freeze embeddings and the first N layers")
-    p.add_argument("--monotone", action="store_true", help="score steps by running minimum (first-error semantics)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-steps", type=int, default=0, help="stop after N optimizer steps (0: run the epochs)")
-    p.add_argument("--grad-accum", type=int, default=1, help="forward passes per optimizer step")
-    p.add_argument("--last-step-only", action="store_true", help="train on each solution's last labelled step only")
-    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations: less memory, slower")
-    p.add_argument("--attention", choices=("auto", "eager", "sdpa"), default="auto",
-                   help="attention kernel (auto: eager under bf16 on CPU, where bf16 SDPA is slow; the backbone's own otherwise)")
-    p.add_argument("--lora-r", type=int, default=0, help="LoRA rank (0: full fine-tuning); merged on save")
-    p.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA alpha (update scaled by alpha / r)")
-    p.add_argument("--lora-dropout", type=float, default=0.0)
-    p.add_argument("--no-probe-init", action="store_true", help="start the head at random instead of a linear probe")
-    p.add_argument("--no-group-by-length", action="store_true", help="random batches instead of length-grouped ones")
-    p.add_argument("--save-steps", type=int, default=0, help="checkpoint every N steps into OUT/checkpoints (0: none)")
-    p.add_argument("--save-total-limit", type=int, default=2, help="checkpoints kept")
-    p.add_argument("--resume", nargs="?", const="latest", default="",
-                   help="resume from OUT/checkpoints' newest checkpoint (or the folder given); same data and settings")
-    p.add_argument("--logging-steps", type=int, default=0, help="log the loss every N steps (0: twice per epoch)")
+    p.add_argument("--format", default="stepwise", help=FORMAT_HELP)
+    add_config_flags(p, TrainConfig, defaults={"output_dir": None})
+    add_config_file(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("calibrate", help="fit a step-score calibrator on held-out labelled steps",
@@ -72,15 +57,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "model was not trained on), write it to MODEL/calibration.json (every backend applies it) "
                        "and print ECE and Brier before and after as JSON.")
     p.add_argument("model", help="artifact folder")
-    p.add_argument("data", help="held-out labelled stepwise JSONL")
+    p.add_argument("data", help="held-out labelled solutions (stepwise JSONL by default, see --format)")
     p.add_argument("--method", choices=list(CALIBRATION_METHODS), default="temperature",
                    help="temperature (1 parameter), platt (2) or isotonic (monotone step function; needs most data)")
     p.add_argument("--labels", choices=["hard", "soft"], default="hard",
                    help="fit against meta.hard_labels / labels > 0 (hard) or the soft MC fractions (soft)")
     p.add_argument("--per-position", action="store_true",
                    help="one calibrator per step position; positions past the last fitted one reuse the last")
-    p.add_argument("--eval", metavar="DATA", help="labelled JSONL to report ECE/Brier on (default: DATA itself)")
+    p.add_argument("--eval", metavar="DATA", help="labelled data to report ECE/Brier on (default: DATA itself)")
     p.add_argument("--plot", metavar="PNG", help="write a reliability diagram (before and after) to this file")
+    p.add_argument("--format", default="stepwise", help=FORMAT_HELP)
     p.set_defaults(func=_calibrate)
 
     p = sub.add_parser("export", help="export an artifact to ONNX (onnx/model.onnx) and check parity")
@@ -93,7 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bf16", action="store_true", help="also write bf16/model.safetensors for the torch-bf16-gptq "
                    "backend: backbone weights rounded to bf16 by GPTQ on --calib's solutions (prefer ones not in --check)")
     p.add_argument("--calib", metavar="DATA", action="append",
-                   help="stepwise JSONL of calibration solutions for --bf16 (labels not needed); repeatable")
+                   help="calibration solutions for --bf16 (labels not needed); repeatable")
+    p.add_argument("--format", default="stepwise", help=FORMAT_HELP + " (--check and --calib)")
     p.set_defaults(func=_export)
 
     _register_eval(sub)
@@ -145,84 +132,41 @@ def _eval_bon(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from data_tools.formats import read
     from prm.train import TrainConfig, train
 
-    cfg = TrainConfig(backbone=args.backbone, output_dir=args.out, epochs=args.epochs, learning_rate=args.lr,
-                      batch_size=args.batch_size, max_length=args.max_length, label_type=args.label_type,
-                      bf16=not args.no_bf16, seed=args.seed, num_layers=args.layers,
-                      freeze_layers=args.freeze_layers, monotone=args.monotone, max_steps=args.max_steps,
-                      grad_accum=args.grad_accum, last_step_only=args.last_step_only,
-                      gradient_checkpointing=args.gradient_checkpointing, attention=args.attention, lora_r=args.lora_r,
-                      lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, probe_init=not args.no_probe_init,
-                      group_by_length=not args.no_group_by_length, save_steps=args.save_steps,
-                      save_total_limit=args.save_total_limit, resume=args.resume, logging_steps=args.logging_steps)
+    if not args.output_dir:
+        raise ValueError("--out is required: the artifact folder to write (or `out:` in --config)")
+    cfg = config_from(args, TrainConfig)
     cfg.check()  # before reading data or loading a model
-    out = train(list(read(args.format, args.data)), cfg)
-    if int(os.environ.get("RANK", "0")) == 0:  # under accelerate launch, one report
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate launch, one report
+    if main_process:
+        changed = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+                   if getattr(cfg, f.name) != TrainConfig.__dataclass_fields__[f.name].default
+                   and f.name not in ("output_dir", "extra_args")}
+        print(f"prm train: {cfg.backbone}; settings other than the defaults: {json.dumps(changed) if changed else 'none'}",
+              flush=True)
+    out = train(_read(args.format, args.data), cfg)
+    if main_process:
         print(f"trained PRM written to {out}")
 
 
 def _calibrate(args: argparse.Namespace) -> None:
-    from data_tools.schema import read_jsonl
-    from prm.calibrate import (
-        calibration_report,
-        fit_calibration,
-        labelled_steps,
-        reliability_diagram,
-        save_calibration,
-    )
-    from prm.scoring import Scorer
-    from prm.train import training_labels
+    from prm.calibrate import calibrate_artifact
 
-    scorer = Scorer(args.model, backend="torch", calibrated=False)
-
-    def steps(path: str):
-        examples = list(read_jsonl(path))
-        logits = scorer.step_logits([(e.prompt, e.steps) for e in examples])
-        return labelled_steps(logits, [training_labels(e, args.labels) for e in examples])
-
-    z, y, pos = steps(args.data)
-    state = fit_calibration(z, y, pos, args.method, args.per_position)
-    save_calibration(args.model, state)
-    ez, ey, epos = steps(args.eval) if args.eval else (z, y, pos)
-    report = {"method": args.method, "per_position": args.per_position, "fit_steps": int(len(y)),
-              "evaluated_on": args.eval or args.data, **calibration_report(ez, ey, epos, state)}
-    if args.plot:
-        from prm.calibrate import apply_calibration
-
-        reliability_diagram({"uncalibrated": (apply_calibration(ez, None), ey),
-                             args.method: (apply_calibration(ez, state, epos), ey)}, args.plot)
-        report["plot"] = args.plot
-    print(json.dumps(report))
+    report = calibrate_artifact(args.model, _read(args.format, args.data), args.method, args.labels, args.per_position,
+                                _read(args.format, args.eval) if args.eval else None, args.plot)
+    report.pop("state")
+    print(json.dumps({**report, "evaluated_on": args.eval or args.data}))
     print(f"calibration written to {args.model}/calibration.json")
 
 
 def _export(args: argparse.Namespace) -> None:
-    from data_tools.schema import read_jsonl
-    from prm.export import export_onnx, gate_labels, parity, quantize_int8
+    from prm.export import export_artifact
 
-    if args.int8 and not args.check:
-        raise ValueError("--int8 needs --check DATA: held-out labelled steps to run the int8 quality gate on")
-    if args.bf16 and not args.calib:
-        raise ValueError("--bf16 needs --calib DATA: solutions whose layer inputs GPTQ rounds the weights against")
-    out = export_onnx(args.model)
-    print(f"ONNX model written to {out}")
-    if args.bf16:
-        from prm.bf16_weights import write_bf16_weights
-
-        calib = [(e.prompt, e.steps) for path in args.calib for e in read_jsonl(path)]
-        print(f"bf16 weights written to {write_bf16_weights(args.model, calib)} (backend torch-bf16-gptq)")
+    report = export_artifact(args.model, _read(args.format, args.check or []), args.int8, args.bf16,
+                             _read(args.format, args.calib or []), say=print)
     if args.check:
-        examples = [e for path in args.check for e in read_jsonl(path)]
-        items = [(e.prompt, e.steps) for e in examples]
-        report = {"onnx_max_abs_diff": parity(args.model, items)}
-        if args.int8:
-            # Raises Int8GateError with the figures when int8 does not keep fp32 quality.
-            report["int8"] = quantize_int8(args.model, items, [gate_labels(e) for e in examples])
-        print(json.dumps(report))
-        if args.int8:
-            print(f"int8 model written to {args.model}/onnx/model.int8.onnx")
+        print(json.dumps({k: v for k, v in report.items() if k in ("onnx_max_abs_diff", "int8")}))
 
 
 def _register_label(sub: argparse._SubParsersAction) -> None:
@@ -249,6 +193,7 @@ def _register_label(sub: argparse._SubParsersAction) -> None:
                     "depend on batching at all)")
     for name, (cls, prefix) in BACKEND_FLAGS.items():
         add_config_flags(p.add_argument_group(name), cls, prefix=prefix)
+    add_config_file(p)
     p.set_defaults(func=_label)
 
 

@@ -1,10 +1,11 @@
-"""``prm_config.json``: what every stage needs to know about a trained PRM, with no guessing."""
+"""``PRMConfig``: what every stage needs to know about a trained PRM, with no guessing.
+
+It is plain data; ``prm.artifacts.Artifact`` reads and writes it as ``prm_config.json``.
+"""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, fields
 
 DEFAULT_STEP_TOKEN = "<|prm_step|>"
 AGGREGATIONS = ("min", "last", "prod", "mean")
@@ -28,12 +29,13 @@ class PRMConfig:
     backbone: str = ""
     """Where the backbone came from, for the record."""
 
-    def save(self, folder: str | Path) -> None:
-        Path(folder, "prm_config.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
+    def to_json(self) -> dict:
+        return asdict(self)
 
     @classmethod
-    def load(cls, folder: str | Path) -> PRMConfig:
-        path = Path(folder, "prm_config.json")
-        if not path.is_file():
-            raise FileNotFoundError(f"{folder} is not a PRM artifact: no prm_config.json (train one with `prm train`)")
-        return cls(**json.loads(path.read_text()))
+    def from_json(cls, data: dict) -> PRMConfig:
+        """From ``prm_config.json``'s content; ValueError naming any key this version does not know."""
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown keys {unknown}: it was written by a newer prm-toolkit")
+        return cls(**data)

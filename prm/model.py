@@ -4,12 +4,12 @@
 not separators are simply never read. The loss is binary cross-entropy with the (possibly soft)
 labels at separator positions, so a 0.25 label trains toward 0.25. The vocabulary projection of the
 causal LM is never computed: the backbone is loaded with ``AutoModel``.
+
+This module holds the ``nn.Module``s only; ``prm.pretrained.PRM`` is the whole model with its
+tokenizer and settings, ``prm.artifacts.Artifact`` the folder it lives in.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -84,46 +84,3 @@ def unwrap_peft(backbone: nn.Module) -> nn.Module:
     if hasattr(backbone, "merge_and_unload") and hasattr(backbone, "peft_config"):
         return backbone.merge_and_unload()
     return backbone
-
-
-class PRM:
-    """A whole PRM in memory: step scorer, tokenizer (with the separator), ``prm_config.json`` and
-    calibration, i.e. what one artifact folder holds.
-
-    ``PRM.from_pretrained(folder)`` loads an artifact (checking the separator id against the
-    tokenizer); ``save_pretrained(folder)`` writes one, LoRA adapters merged into plain weights;
-    ``score`` returns calibrated step probabilities exactly as ``prm score`` and the service do.
-    """
-
-    def __init__(self, scorer: StepScorer, tokenizer, config, calibration: dict | None = None):
-        self.scorer, self.tokenizer, self.config, self.calibration = scorer, tokenizer, config, calibration
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path, dtype: torch.dtype | None = None) -> PRM:
-        from prm.artifacts import load_scorer
-        from prm.calibrate import load_calibration
-
-        scorer, tok, cfg = load_scorer(folder, dtype=dtype)
-        return cls(scorer, tok, cfg, load_calibration(folder))
-
-    def save_pretrained(self, folder: str | Path) -> Path:
-        from prm.artifacts import save_artifact, write_manifest
-        from prm.calibrate import save_calibration
-
-        self.scorer.backbone = unwrap_peft(self.scorer.backbone)
-        out = save_artifact(self.scorer, self.tokenizer, self.config, folder)
-        if self.calibration is not None:
-            save_calibration(out, self.calibration)
-            write_manifest(out)
-        return out
-
-    def score(self, items: Sequence[tuple[str, Sequence[str]]], batch_size: int = 16) -> list[list[float]]:
-        """Step probabilities for (prompt, steps) pairs."""
-        from prm.scoring import Scorer
-
-        was_training = self.scorer.training
-        self.scorer.eval()
-        try:
-            return Scorer.from_model(self.scorer, self.tokenizer, self.config, self.calibration, batch_size).score(items)
-        finally:
-            self.scorer.train(was_training)

@@ -75,3 +75,30 @@ def place_labels(prompt_ids: list[int], step_ids: list[list[int]], sep_id: int, 
         lab = None if labels is None else labels[i]
         out_labels.append(float(IGNORE) if lab is None else float(lab))
     return Encoded(ids, out_labels, positions, len(step_ids) - kept)
+
+
+def load_tokenizer(folder, step_token: str | None = None):
+    """A folder's tokenizer (never remote code), with a pad token and, if given, the separator added."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    if step_token is not None and step_token not in tok.get_vocab():
+        tok.add_special_tokens({"additional_special_tokens": [step_token]})
+    return tok
+
+
+def check_step_token(tok, cfg) -> None:
+    """The separator is one dedicated id that this tokenizer knows, and that no text turns into.
+
+    ``cfg`` is a ``prm.config.PRMConfig`` (its ``step_token`` and ``step_token_id``).
+    """
+    got = tok.convert_tokens_to_ids(cfg.step_token)
+    if got != cfg.step_token_id:
+        raise ValueError(f"tokenizer maps step token {cfg.step_token!r} to id {got}, but prm_config.json "
+                         f"says {cfg.step_token_id}: the tokenizer files do not belong to this model")
+    spelled = tok(cfg.step_token, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    if cfg.step_token_id in spelled:
+        raise ValueError(f"the text {cfg.step_token!r} tokenizes to the separator id {cfg.step_token_id}: "
+                         "a step could fake a step boundary; the separator must be an added special token")

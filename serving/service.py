@@ -15,10 +15,12 @@ plain in-process instance and every request is scored on its own.
 
 The artifact folder comes from ``$PRM_MODEL_DIR`` (``prm serve MODEL`` sets it). Heavy imports
 happen in ``__init__`` so importing this module stays cheap. Bad input never gets a 5xx: malformed
-bodies are answered by ``serving.guard`` (400/401/413), wrong fields by BentoML's validation (400),
-and the limits below by 413. Settings (environment, read at start-up): ``PRM_MAX_ITEMS`` solutions
-per request (256), ``PRM_MAX_STEPS`` steps per solution (128), tokens per solution = the artifact's
-``max_length``, ``PRM_MAX_BODY_BYTES`` (4 MiB), ``PRM_API_TOKEN`` for bearer-token auth.
+bodies are answered by ``serving.guard`` (400/401/413/415), wrong fields by BentoML's validation
+(400), and the limits below by 413. Every setting is a field of ``serving.settings.ServeConfig``
+(``prm serve --help`` lists them with their defaults), handed to these processes as ``PRM_*``
+environment variables and read at start-up: ``PRM_MAX_ITEMS`` solutions per request (256),
+``PRM_MAX_STEPS`` steps per solution (128), tokens per solution = the artifact's ``max_length``,
+``PRM_MAX_BODY_BYTES`` (4 MiB), ``PRM_API_TOKEN`` for bearer-token auth.
 
 Overload is refused at once rather than queued: ``PRM_MAX_CONCURRENCY`` requests in flight (64;
 BentoML answers the next with a 429), and ``PRM_MAX_WAIT_MS`` (30000): a request whose solutions,
@@ -58,12 +60,13 @@ from serving.schemas import (
     ScoreResponse,
     StepScores,
 )
+from serving.settings import ServeConfig
 
 log = logging.getLogger(__name__)
 
 
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name) or default)
+# Read when the module is imported: BentoML takes these in the decorators below.
+SETTINGS = ServeConfig.from_env()
 
 
 def too_large(message: str) -> bentoml.exceptions.BentoMLException:
@@ -73,7 +76,7 @@ def too_large(message: str) -> bentoml.exceptions.BentoMLException:
 # The front's client of this service replaces its connection pool every `max_requests` calls or `max_age`
 # seconds and closes the old one with calls still in flight on it (BentoML 1.4.40), which failed ~1 in 100
 # concurrent calls with "Server disconnected": so never, in practice.
-@bentoml.service(traffic={"timeout": 60}, runner_connection={"max_requests": 1 << 30, "max_age": 1e9})
+@bentoml.service(traffic={"timeout": SETTINGS.timeout_s}, runner_connection={"max_requests": 1 << 30, "max_age": 1e9})
 class PRMInference:
     """The model: one batchable API over solutions, fed by BentoML's adaptive batcher."""
 
@@ -81,23 +84,23 @@ class PRMInference:
         from prm.scoring import ONNX_FILE, Scorer
 
         quiet_refusals()
-        tune_batcher(_env_int("PRM_BATCH_MAX_HOLD_MS", 0) / 1000, _env_int("PRM_BATCH_TICK_MS", 5) / 1000)
+        settings = ServeConfig.from_env()
+        tune_batcher(settings.batch_max_hold_ms / 1000, settings.batch_tick_ms / 1000)
         folder = Path(os.environ.get("PRM_MODEL_DIR", "prm_model"))
-        backend = os.environ.get("PRM_BACKEND") or ("onnx" if (folder / ONNX_FILE).is_file() else "torch")
-        self.scorer = Scorer(folder, backend=backend, threads=_env_int("PRM_THREADS", 0) or None)
+        backend = settings.backend or ("onnx" if (folder / ONNX_FILE).is_file() else "torch")
+        self.scorer = Scorer(folder, backend=backend, threads=settings.threads or None)
         # Rows per forward pass. On a CPU a solution costs about what it costs alone, and padding
         # solutions of other lengths to one another only adds work: demo model, one thread, ~185 ms of
         # CPU per solution alone, ~200 sorted in batches of 16, ~250 in unsorted groups of 8, which is
         # what a batch of a few requests is. A GPU wants full batches.
-        self.scorer.batch_size = _env_int("PRM_FORWARD_BATCH", 16 if self.scorer.device == "cuda" else 1)
+        self.scorer.batch_size = settings.forward_batch or (16 if self.scorer.device == "cuda" else 1)
         # In-process (no `bentoml serve`) several threads may call at once; the model runs one batch at a time.
         self._lock = threading.Lock()
         self.score_steps(EXAMPLE_ITEMS)  # warm-up before /readyz
         self.ready = True
         log.info("PRM inference ready: %s (%s backend)", folder, backend)
 
-    @bentoml.api(batchable=True, max_batch_size=_env_int("PRM_BATCH_MAX_SIZE", 64),
-                 max_latency_ms=_env_int("PRM_BATCH_MAX_LATENCY_MS", 60000))
+    @bentoml.api(batchable=True, max_batch_size=SETTINGS.batch_max_size, max_latency_ms=SETTINGS.batch_max_latency_ms)
     def score_steps(self, items: list[Item]) -> list[StepScores]:
         """Calibrated step scores of each solution (a solution too long for the model says so instead)."""
         with self._lock:
@@ -111,16 +114,16 @@ class PRMInference:
 
 # runner_probe off: BentoML's own check of the inference worker in /readyz hung for the whole 60 s
 # traffic timeout while that worker was still loading; __is_ready__ below checks it with a deadline.
-@bentoml.service(traffic={"timeout": 60, "max_concurrency": _env_int("PRM_MAX_CONCURRENCY", 64)},
+@bentoml.service(traffic={"timeout": SETTINGS.timeout_s, "max_concurrency": SETTINGS.max_concurrency},
                  runner_probe={"enabled": False})
 class PRMService:
     inference = bentoml.depends(PRMInference)
 
     def __init__(self) -> None:
         quiet_refusals()
-        self.max_items = _env_int("PRM_MAX_ITEMS", 256)
-        self.max_steps = _env_int("PRM_MAX_STEPS", 128)
-        self.admission = Admission(_env_int("PRM_MAX_WAIT_MS", 30000) / 1000)
+        settings = ServeConfig.from_env()
+        self.max_items, self.max_steps = settings.max_items, settings.max_steps
+        self.admission = Admission(settings.max_wait_ms / 1000)
         # Resolving the dependency here means: in-process, load and warm up the model before /readyz;
         # under `bentoml serve`, a client of the inference worker (whose readiness /readyz also checks).
         self.inference  # noqa: B018

@@ -14,7 +14,8 @@ from data_tools.problems import generate_dataset, ground_truth_labels
 from data_tools.schema import StepwiseExample, write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+CONFIGS = sorted(c for c in (ROOT / "configs").glob("*.yaml")
+                 if c.read_text().startswith("# accelerate launch"))  # the others are prm --config files
 ACCELERATE = Path(sys.executable).parent / "accelerate"
 
 

@@ -1,0 +1,151 @@
+"""One scorer API over backends: PyTorch or ONNX Runtime, same inputs, same calibrated outputs.
+
+``Scorer(source, backend=...)`` builds the backend from ``prm.scoring.backends.BACKENDS`` over an
+artifact folder (or ``Artifact``), or over a ``PRM`` already in memory (torch only).
+``Scorer.score(items)`` takes (prompt, steps) pairs and returns one probability per step. It encodes
+with ``prm.tokenization.encode``, sorts by length so each batch pads only to its own longest row,
+runs the backend to get step logits ``[B, T]``, reads them at the separator positions, takes their
+running minimum when the artifact is ``monotone``, and applies the artifact's calibration with
+``prm.calibrate.apply_calibration`` (the same function for every backend). ``Scorer.device`` says
+where it runs.
+
+Inputs longer than the model's ``max_length`` follow an explicit ``overflow`` policy; no policy
+ever drops a step:
+
+    truncate_prompt  (default) keep every step and as much of the END of the prompt as fits;
+                     raise ``TooLongError`` when the steps alone do not fit
+    error            raise ``TooLongError`` as soon as prompt + steps do not fit
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from data_tools.progress import Progress
+from prm.artifacts import Artifact
+from prm.config import AGGREGATIONS
+from prm.scoring.backends import BACKENDS, Build
+from prm.scoring.calibration import apply_calibration
+from prm.tokenization import TooLongError, encode
+
+OVERFLOW = ("truncate_prompt", "error")
+
+
+def aggregate(step_scores: Sequence[float], how: str) -> float:
+    """A solution score from its step scores: min, last, prod or mean."""
+    if how not in AGGREGATIONS:
+        raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {how!r}")
+    s = np.asarray(step_scores, dtype=np.float64)
+    if s.size == 0:
+        raise ValueError("cannot aggregate an empty list of step scores")
+    return float({"min": s.min, "last": lambda: s[-1], "prod": s.prod, "mean": s.mean}[how]())
+
+
+class Scorer:
+    def __init__(self, source, backend: str = "onnx", batch_size: int = 16, threads: int | None = None,
+                 calibrated: bool = True, overflow: str = "truncate_prompt", max_length: int | None = None,
+                 compile: bool | None = None):
+        """``source``: an artifact folder, an ``Artifact``, or a ``prm.PRM`` in memory (backend 'torch').
+
+        ``threads``: CPU threads (default all cores); ``max_length``: score inputs longer than the
+        model was trained on, where its positions allow; ``compile``: torch-bf16-gptq compiles
+        unless False.
+        """
+        in_memory = hasattr(source, "scorer") and hasattr(source, "tokenizer")
+        problems = []
+        if backend not in BACKENDS:
+            problems.append(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        elif in_memory and backend != "torch":
+            problems.append(f"a PRM in memory is scored with backend 'torch'; {backend!r} needs its artifact folder")
+        if overflow not in OVERFLOW:
+            problems.append(f"overflow must be one of {OVERFLOW}, got {overflow!r}")
+        if batch_size < 1:
+            problems.append(f"batch_size must be at least 1, got {batch_size}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        if in_memory:
+            self.artifact, self.cfg, self.tokenizer = None, source.config, source.tokenizer
+            self.calibration = source.calibration if calibrated else None
+        else:
+            self.artifact = source if isinstance(source, Artifact) else Artifact(source)
+            self.cfg = self.artifact.config()
+            self.tokenizer = self.artifact.tokenizer(self.cfg)
+            self.calibration = self.artifact.calibration() if calibrated else None
+        if max_length:  # longer inputs than the model was trained on, where its positions allow
+            self.cfg.max_length = max_length
+        self.backend, self.batch_size, self.overflow = backend, batch_size, overflow
+        runner = BACKENDS[backend](Build(self.artifact, source.scorer if in_memory else None,
+                                         threads or max(1, os.cpu_count() or 1), compile))
+        self._run, self.device, self.model = runner.run, runner.device, runner.model
+        self.pad_id = self.tokenizer.pad_token_id
+
+    @property
+    def folder(self) -> Path | None:
+        return None if self.artifact is None else self.artifact.folder
+
+    def encode(self, prompt: str, steps: Sequence[str]):
+        """One solution as model input under the ``overflow`` policy (``TooLongError`` when it cannot fit)."""
+        if self.overflow == "error":
+            full = encode(self.tokenizer, self.cfg.step_token_id, prompt, steps, None, 1 << 30)
+            if len(full.input_ids) > self.cfg.max_length:
+                raise TooLongError(
+                    f"prompt + {len(steps)} steps take {len(full.input_ids)} tokens but the model's limit is "
+                    f"{self.cfg.max_length}; shorten the input, or use overflow='truncate_prompt' to keep the "
+                    "end of the prompt")
+            return full
+        return encode(self.tokenizer, self.cfg.step_token_id, prompt, steps, None, self.cfg.max_length)
+
+    def batches(self, items: Sequence[tuple[str, Sequence[str]]]):
+        """(encoded items, [(indices, ids [b, n], mask [b, n])]): sorted by length, padded to each batch's longest."""
+        return self._pad([self.encode(p, s) for p, s in items])
+
+    def _pad(self, encoded: list):
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
+        out = []
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            n = max(len(encoded[i].input_ids) for i in chunk)
+            ids = np.full((len(chunk), n), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(chunk), n), dtype=np.int64)
+            for row, i in enumerate(chunk):
+                k = len(encoded[i].input_ids)
+                ids[row, :k], mask[row, :k] = encoded[i].input_ids, 1
+            out.append((chunk, ids, mask))
+        return encoded, out
+
+    def step_logits(self, items: Sequence[tuple[str, Sequence[str]]], progress: str | None = None) -> list[np.ndarray]:
+        """Raw step logits per solution; ``progress`` names a progress display (solutions scored, rate, ETA)."""
+        return self._step_logits(*self.batches(items), progress=progress)
+
+    def _step_logits(self, encoded: list, batches: list, progress: str | None = None) -> list[np.ndarray]:
+        out: list[np.ndarray] = [np.empty(0)] * len(encoded)
+        with Progress(len(encoded), progress or "", "solutions", enabled=progress is not None) as bar:
+            for chunk, ids, mask in batches:
+                logits = self._run(ids, mask)  # [b, n]
+                for row, i in enumerate(chunk):
+                    out[i] = logits[row, encoded[i].step_positions].astype(np.float64)
+                    if self.cfg.monotone:
+                        out[i] = np.minimum.accumulate(out[i])
+                bar.update(len(chunk), tokens=int(mask.sum()) + bar.extra.get("tokens", 0))
+        return out
+
+    def score(self, items: Sequence[tuple[str, Sequence[str]]], progress: str | None = None) -> list[list[float]]:
+        """Calibrated step scores per solution (see ``step_logits`` for ``progress``)."""
+        return [apply_calibration(z, self.calibration).tolist() for z in self.step_logits(items, progress)]
+
+    def score_each(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[float] | TooLongError]:
+        """Like ``score``, but a solution that cannot fit gets its ``TooLongError`` in its place and the
+        others are still scored (the service's batches mix solutions of several requests)."""
+        encoded, failed = [], {}
+        for n, (prompt, steps) in enumerate(items):
+            try:
+                encoded.append(self.encode(prompt, steps))
+            except TooLongError as exc:
+                failed[n] = exc
+        scores = iter(apply_calibration(z, self.calibration).tolist()
+                      for z in self._step_logits(*self._pad(encoded)))
+        return [failed[n] if n in failed else next(scores) for n in range(len(items))]
