@@ -248,9 +248,6 @@ def _completer(args: argparse.Namespace, sampling: Sampling, backend: Any) -> tu
         except ImportError as exc:
             raise ValueError(str(exc)) from None
         return completer, {"completer": "vllm", "model": backend.model, "dtype": backend.dtype, **drawn}
-    from prm.rollout_model import load_completer
+    from prm.generation import hf_completer
 
-    completer = load_completer(args.backbone, sampling.max_new_tokens, sampling.temperature, bf16=not args.fp32,
-                               top_k=sampling.top_k)
-    completer.stop = sampling.stop
-    return completer, {"completer": "hf", "backbone": args.backbone, "dtype": "fp32" if args.fp32 else "bf16", **drawn}
+    return hf_completer(args.backbone, sampling, bf16=not args.fp32)

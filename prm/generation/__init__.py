@@ -6,6 +6,6 @@ that reads a common prefix once. Importing this package loads no torch: the comp
 it runs, and ``kv_cache``/``shared_prefix`` are imported only then.
 """
 
-from prm.generation.hf_completer import HFCompleter, load_completer
+from prm.generation.hf_completer import HFCompleter, hf_completer, load_completer
 
-__all__ = ["HFCompleter", "load_completer"]
+__all__ = ["HFCompleter", "hf_completer", "load_completer"]

@@ -38,6 +38,16 @@ def load_completer(backbone: str, max_new_tokens: int = 40, temperature: float =
                        shared_prefix_attention=True)
 
 
+def hf_completer(backbone: str, sampling, bf16: bool = True) -> tuple[HFCompleter, dict]:
+    """(completer, the settings that decide what it draws) for ``prm label --completer hf`` and the demo;
+    ``sampling`` is a ``data_tools.completers.Sampling``. The settings are compared when a run resumes."""
+    from dataclasses import asdict
+
+    completer = load_completer(backbone, sampling.max_new_tokens, sampling.temperature, bf16=bf16, top_k=sampling.top_k)
+    completer.stop = sampling.stop
+    return completer, {"completer": "hf", "backbone": backbone, "dtype": "bf16" if bf16 else "fp32", **asdict(sampling)}
+
+
 @dataclass
 class HFCompleter:
     """Batched sampling from a transformers causal LM (left-padded prefill, shared per-prefix KV)."""
