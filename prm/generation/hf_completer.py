@@ -7,7 +7,7 @@ prefill per prefix shared by all of that prefix's samples (the KV cache is repea
 recomputed, or attended once with ``shared_prefix``), and rows that leave the batch as soon as they
 hit a stop string. It imports torch lazily; the model and tokenizer are passed in. In bf16 its
 logits move slightly with the batch's composition (fp32: they do not), so the same request can draw
-other tokens in another batch; ``data_tools.label_job`` makes batches reproducible instead.
+other tokens in another batch; ``data_tools.labelling.job`` makes batches reproducible instead.
 """
 
 from __future__ import annotations

@@ -1,20 +1,14 @@
-"""Step labels from rollouts: the prompt format, the rollout bank, Monte-Carlo labels, the run report.
+"""The rollout bank and what every labeller shares: its settings, its report, the batch-labeller types.
 
 For step i of a solution, the completer continues the solution from the end of step i; a rollout
-succeeds when its final answer matches the gold answer. A step's hard label is whether any of its
-rollouts succeeded, its soft label the fraction that did (Math-Shepherd). The last step needs no
-rollout: the solution's own final answer decides it. ``binary_search`` finds the first wrong step
-with fewer rollouts under the same semantics; both draw from a ``RolloutBank``.
+succeeds when its final answer matches the gold answer. The last step needs no rollout: the
+solution's own final answer decides it. Labellers (``mc``, ``binary``) draw from a ``RolloutBank``.
 
 The bank owns what makes labels reproducible and cheap: prefixes shared by several solutions of one
 problem (a wrong solution shares the gold one's steps up to its error) are rolled out once, and
 sample s of a prefix always has the same seed (problem id, prefix, sample index), so drawing 8 at
 once or 1 + 1 + 2 + 4 with early stopping yields the same rollouts; stopping changes only how many.
-
-How the completer is asked matters as much as the completer (DESIGN.md): a plain completion after a
-few worked examples in one fixed format. ``FEW_SHOT`` is that format; ``render_prefix`` builds the
-text a rollout continues. ``LabelReport`` counts what a run spent and saw; bad model output is
-counted there, never raised.
+``LabelReport`` counts what a run spent and saw; bad model output is counted there, never raised.
 """
 
 from __future__ import annotations
@@ -26,31 +20,8 @@ from dataclasses import dataclass, field
 
 from data_tools.answers import answers_match, extract_answer
 from data_tools.completers.protocol import Completer, RolloutRequest, rollout_seed
+from data_tools.labelling.prompt import render_prefix
 from data_tools.schema import DataError, StepwiseExample
-
-# Four worked examples covering every order of the two operations, each step restating the
-# sentence it acts on. Measured with SmolLM2-135M on two-step problems (see the demo's summary).
-FEW_SHOT = (
-    "Question: Tom has 5 apples. Tom buys 3 more apples. Tom gives away 2 apples. "
-    "How many apples does Tom have now?\nAnswer:\nTom buys 3 more apples: 5 + 3 = 8\n"
-    "Tom gives away 2 apples: 8 - 2 = 6\nThe answer is 6.\n\n"
-    "Question: Anna has 9 pencils. Anna gives away 4 pencils. Anna buys 7 more pencils. "
-    "How many pencils does Anna have now?\nAnswer:\nAnna gives away 4 pencils: 9 - 4 = 5\n"
-    "Anna buys 7 more pencils: 5 + 7 = 12\nThe answer is 12.\n\n"
-    "Question: Ben has 6 marbles. Ben buys 2 more marbles. Ben buys 5 more marbles. "
-    "How many marbles does Ben have now?\nAnswer:\nBen buys 2 more marbles: 6 + 2 = 8\n"
-    "Ben buys 5 more marbles: 8 + 5 = 13\nThe answer is 13.\n\n"
-    "Question: Mia has 10 cards. Mia gives away 3 cards. Mia gives away 5 cards. "
-    "How many cards does Mia have now?\nAnswer:\nMia gives away 3 cards: 10 - 3 = 7\n"
-    "Mia gives away 5 cards: 7 - 5 = 2\nThe answer is 2.\n\n"
-)
-
-
-def render_prefix(prompt: str, steps: Sequence[str], few_shot: str | None = None) -> str:
-    """The text a rollout continues: worked examples, the question, and the steps so far."""
-    text = f"{FEW_SHOT if few_shot is None else few_shot}Question: {prompt}\nAnswer:\n"
-    return text + "".join(s + "\n" for s in steps)
-
 
 METHODS = ("mc", "binary")
 
@@ -247,36 +218,6 @@ a completer request it needed failed for good)."""
 BatchLabeller = Callable[[Sequence[StepwiseExample], RolloutBank, Done], None]
 
 
-def mc_label_batch(examples: Sequence[StepwiseExample], bank: RolloutBank, done: Done,
-                   early_stop: bool = False) -> None:
-    """Monte-Carlo labels for a batch, each example handed to ``done`` once all its prefixes are decided.
-
-    Without early stopping every prefix draws ``rollouts`` samples in one completer call; with it,
-    prefixes draw in doubling rounds and leave at their first success.
-    """
-    keys = [bank.keys(ex, n) for n, ex in enumerate(examples)]
-
-    def open_(key: PrefixKey) -> bool:
-        drawn, ok = bank.stats(key)
-        return not bank.failed(key) and drawn < bank.rollouts and not (early_stop and ok)
-
-    pending = list(range(len(examples)))
-    while pending:
-        bank.draw({k: bank.next_target(k) if early_stop else bank.rollouts
-                   for i in pending for k in keys[i] if open_(k)})
-        still = []
-        for i in pending:
-            if any(bank.failed(k) for k in keys[i]):
-                done(i, None)
-            elif any(open_(k) for k in keys[i]):
-                still.append(i)
-            else:
-                soft = [ok / drawn for drawn, ok in map(bank.stats, keys[i])]
-                soft.append(1.0 if bank.final_ok(examples[i]) else 0.0)
-                done(i, bank.labelled(examples[i], keys[i], soft, [s > 0 for s in soft], "mc"))
-        pending = still
-
-
 def collect(label_batch: BatchLabeller, examples: Sequence[StepwiseExample],
             bank: RolloutBank) -> list[StepwiseExample]:
     """Run a batch labeller in memory: the labelled examples in input order; failed ones are counted, left out."""
@@ -288,24 +229,6 @@ def collect(label_batch: BatchLabeller, examples: Sequence[StepwiseExample],
 
     label_batch(examples, bank, done)
     return [ex for ex in out if ex is not None]
-
-
-def mc_label(examples: Sequence[StepwiseExample], completer: Completer, rollouts: int = 8,
-             base_seed: int = 0, answer_key: str = "answer", early_stop: bool = False,
-             few_shot: str | None = None) -> tuple[list[StepwiseExample], LabelReport]:
-    """Label every step of every example with soft MC labels (``meta['hard_labels']`` keeps hard ones).
-
-    ``labels`` holds the soft label (fraction of successful rollouts, a float in [0, 1]); the hard
-    labels (any rollout succeeded) go to ``meta['hard_labels']``, the rollouts and successes behind
-    each to ``meta['step_rollouts']``/``meta['step_successes']``. Gold answers are read from
-    ``meta[answer_key]``. With ``early_stop`` a prefix stops at its first success: hard labels stay
-    the same, soft ones become successes among the rollouts drawn until then (biased high).
-    """
-    if rollouts < 1:
-        raise DataError(f"--rollouts must be at least 1, got {rollouts}")
-    bank = RolloutBank(completer, rollouts, base_seed, answer_key, few_shot)
-    labelled = collect(lambda exs, b, done: mc_label_batch(exs, b, done, early_stop), examples, bank)
-    return labelled, bank.report
 
 
 def hash_steps(steps: Sequence[str]) -> str:

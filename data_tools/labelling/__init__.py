@@ -1,0 +1,26 @@
+"""Step labels from rollouts: the prompt (``prompt``), the rollout bank and its report (``bank``),
+Monte-Carlo labels (``mc``), binary search for the first wrong step (``binary``) and the resumable,
+sharded ``prm label`` job (``job``, imported from its module: it reads files through ``formats``).
+
+Every name ``data_tools.labelling`` offered as a single module is re-exported here.
+"""
+
+from data_tools.labelling.bank import (
+    METHODS,
+    BatchLabeller,
+    Done,
+    LabelConfig,
+    LabelReport,
+    PrefixKey,
+    RolloutBank,
+    collect,
+    first_error,
+    hash_steps,
+)
+from data_tools.labelling.binary import binary_label, binary_label_batch
+from data_tools.labelling.mc import mc_label, mc_label_batch
+from data_tools.labelling.prompt import FEW_SHOT, render_prefix
+
+__all__ = ["FEW_SHOT", "METHODS", "BatchLabeller", "Done", "LabelConfig", "LabelReport", "PrefixKey", "RolloutBank",
+           "binary_label", "binary_label_batch", "collect", "first_error", "hash_steps", "mc_label", "mc_label_batch",
+           "render_prefix"]
