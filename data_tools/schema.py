@@ -4,12 +4,17 @@ A stepwise example is ``prompt`` (the problem), ``steps`` (list of step strings)
 step: bool, or a float in [0, 1] for soft Monte-Carlo labels, or None when unlabelled) and free
 ``meta``. On disk it uses TRL's stepwise-supervision column names (``prompt``, ``completions``,
 ``labels``) so files move between tools without glue; reading also accepts ``steps``.
+
+The one first-error rule lives here too (``first_error``, ``StepwiseExample.hard_labels``): a label is
+right when it is true or a number above 0, so a soft Monte-Carlo label counts as right when any
+rollout succeeded (Math-Shepherd's hard estimate, the rule the labellers write into
+``meta.hard_labels``). Evaluation, training and labelling all read hard labels through it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +24,25 @@ Label = bool | float | None
 
 class DataError(ValueError):
     """Bad user input: says where (file, line, field), what was found, and how to fix it."""
+
+
+def is_right(label: Label) -> bool | None:
+    """A step label as a hard one: True when it is true or a number > 0, False otherwise, None when unlabelled."""
+    if label is None:
+        return None
+    return label is True or (not isinstance(label, bool) and float(label) > 0)
+
+
+def first_error(labels: Sequence[Label]) -> int | None:
+    """Index of the first wrong step, -1 when every step is right, None when it cannot be told (an
+    unlabelled step comes before any wrong one). Right and wrong as ``is_right`` says: 0.3 is right."""
+    for i, lab in enumerate(labels):
+        right = is_right(lab)
+        if right is None:
+            return None
+        if not right:
+            return i
+    return -1
 
 
 @dataclass
@@ -63,6 +87,17 @@ class StepwiseExample:
         if steps is None:
             raise DataError("missing field 'completions' (or 'steps')")
         return cls(prompt=row["prompt"], steps=steps, labels=row.get("labels"), meta=row.get("meta") or {})
+
+    def hard_labels(self) -> list[bool | None]:
+        """Hard step labels: ``meta["hard_labels"]`` when present (a labeller's own), else ``is_right`` of
+        each label; None kept for unlabelled steps."""
+        given = self.meta.get("hard_labels")
+        labels = given if given is not None else (self.labels or [None] * len(self.steps))
+        return [is_right(lab) for lab in labels]
+
+    def first_error(self) -> int | None:
+        """``first_error`` of ``hard_labels()``."""
+        return first_error(self.hard_labels())
 
     def float_labels(self) -> list[float | None]:
         """Labels as floats (True -> 1.0), None kept for unlabelled steps."""

@@ -68,7 +68,7 @@ def test_first_error_from_step_labels():
     assert first_error([False]) == 0
     assert first_error([1.0, 0.0, 0.0]) == 1
     assert first_error([True, None, False]) is None  # step 1 unknown: the first error cannot be told
-    assert first_error([0.75, 0.25]) == 1  # soft labels: right above 0.5
+    assert first_error([0.75, 0.25]) == -1  # soft labels: right above 0 (any rollout succeeded), the schema's rule
 
 
 def _brute_best_f1(labels, scores):

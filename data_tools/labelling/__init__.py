@@ -2,7 +2,8 @@
 Monte-Carlo labels (``mc``), binary search for the first wrong step (``binary``) and the resumable,
 sharded ``prm label`` job (``job``, imported from its module: it reads files through ``formats``).
 
-Every name ``data_tools.labelling`` offered as a single module is re-exported here.
+Every name ``data_tools.labelling`` offered as a single module is re-exported here (``first_error``
+from ``data_tools.schema``, which owns the one first-error rule).
 """
 
 from data_tools.labelling.bank import (
@@ -14,12 +15,12 @@ from data_tools.labelling.bank import (
     PrefixKey,
     RolloutBank,
     collect,
-    first_error,
     hash_steps,
 )
 from data_tools.labelling.binary import binary_label, binary_label_batch
 from data_tools.labelling.mc import mc_label, mc_label_batch
 from data_tools.labelling.prompt import FEW_SHOT, render_prefix
+from data_tools.schema import first_error  # the one rule, on the schema
 
 __all__ = ["FEW_SHOT", "METHODS", "BatchLabeller", "Done", "LabelConfig", "LabelReport", "PrefixKey", "RolloutBank",
            "binary_label", "binary_label_batch", "collect", "first_error", "hash_steps", "mc_label", "mc_label_batch",

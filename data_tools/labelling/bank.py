@@ -86,7 +86,7 @@ class LabelReport:
         truth = example.meta.get("first_error")
         if isinstance(truth, int) and not isinstance(truth, bool):
             self.truth_compared += 1
-            self.truth_agreed += first_error(example.meta["hard_labels"]) == truth
+            self.truth_agreed += example.first_error() == truth
 
     def to_json(self) -> dict:
         return {
@@ -233,11 +233,3 @@ def collect(label_batch: BatchLabeller, examples: Sequence[StepwiseExample],
 
 def hash_steps(steps: Sequence[str]) -> str:
     return hashlib.blake2b("\x1f".join(steps).encode(), digest_size=6).hexdigest()
-
-
-def first_error(labels: Sequence[float | bool | None]) -> int:
-    """Index of the first step labelled wrong (0 / False / 0.0), or -1 if none."""
-    for i, lab in enumerate(labels):
-        if lab is not None and not lab:
-            return i
-    return -1

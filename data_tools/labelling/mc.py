@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from data_tools.completers.protocol import Completer
 from data_tools.labelling.bank import Done, LabelReport, PrefixKey, RolloutBank, collect
-from data_tools.schema import DataError, StepwiseExample
+from data_tools.schema import DataError, StepwiseExample, is_right
 
 
 def mc_label_batch(examples: Sequence[StepwiseExample], bank: RolloutBank, done: Done,
@@ -40,7 +40,7 @@ def mc_label_batch(examples: Sequence[StepwiseExample], bank: RolloutBank, done:
             else:
                 soft = [ok / drawn for drawn, ok in map(bank.stats, keys[i])]
                 soft.append(1.0 if bank.final_ok(examples[i]) else 0.0)
-                done(i, bank.labelled(examples[i], keys[i], soft, [s > 0 for s in soft], "mc"))
+                done(i, bank.labelled(examples[i], keys[i], soft, [is_right(s) for s in soft], "mc"))
         pending = still
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from data_tools import formats
 from data_tools.formats.fields import RowLog
 from data_tools.formats.gsm8k import CALCULATION
-from data_tools.schema import StepwiseExample
+from data_tools.schema import StepwiseExample, is_right
 from data_tools.synth.problems import ERROR_KINDS
 from data_tools.synth.variants import inject_variants
 
@@ -98,7 +98,7 @@ def inject_errors(input_path: str | Path, output_path: str | Path, input_format:
     def examples() -> Iterator[StepwiseExample]:
         for n, example in enumerate(formats.read(INPUT_FORMATS[input_format], input_path, report.log)):
             labels = example.labels or []
-            if example.meta.get("first_error", -1) >= 0 or any(lab is not None and not lab for lab in labels):
+            if example.meta.get("first_error", -1) >= 0 or any(is_right(lab) is False for lab in labels):
                 report.not_correct += 1
                 continue
             report.problems += 1

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from data_tools.schema import first_error  # noqa: F401  (ProcessBench's label from step labels: the one rule)
+
 
 def _mean(values) -> float | None:
     return float(np.mean(values)) if len(values) else None
@@ -69,21 +71,6 @@ def step_auroc(step_labels: Sequence[Sequence], step_scores: Sequence[Sequence[f
 
 
 # --- ProcessBench -----------------------------------------------------------------------------------
-
-def first_error(step_labels: Sequence) -> int | None:
-    """ProcessBench's label from step labels: the index of the first wrong step, -1 when every step is
-    right, None when it cannot be told (an unlabelled step comes before any wrong one).
-
-    A label is right when it is true or a number above 0.5; callers turn soft labels into hard ones
-    first when they mean something else (``prm.train.training_labels(ex, "hard")``).
-    """
-    for i, lab in enumerate(step_labels):
-        if lab is None:
-            return None
-        if not (lab is True or (not isinstance(lab, bool) and float(lab) > 0.5)):
-            return i
-    return -1
-
 
 def predicted_first_error(step_scores: Sequence[float], threshold: float = 0.5) -> int:
     """The first step scored below ``threshold``, or -1 when none is (ProcessBench's prediction)."""

@@ -2,9 +2,9 @@
 
 ``run_processbench`` and ``run_bon`` are what ``prm eval processbench`` and ``prm eval bon`` call; the
 metrics themselves are the pure functions of ``prm.eval.metrics``. Ground truth comes from the step
-labels (``prm.train.training_labels(ex, "hard")``: soft labels count as right above 0, or
-``meta.hard_labels``), so ProcessBench files, our injected-error GSM8K and any labelled stepwise file
-evaluate alike.
+labels (``StepwiseExample.hard_labels()``: ``meta.hard_labels``, or soft labels counted as right
+above 0, the one rule of ``data_tools.schema``), so ProcessBench files, our injected-error GSM8K and
+any labelled stepwise file evaluate alike.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from prm.eval.metrics import (
     best_of_n,
     best_of_n_curve,
     choose_threshold,
-    first_error,
     last_step_share,
     processbench,
     step_auroc,
@@ -155,12 +154,10 @@ def read_examples(fmt: str, path: str | Path) -> list[StepwiseExample]:
 def first_errors(examples: Sequence[StepwiseExample]) -> tuple[list[StepwiseExample], list[int], list[list], int]:
     """(examples whose first error is known, their first-error labels, their hard step labels, how many
     were left out because an unlabelled step comes before any wrong one)."""
-    from prm.train import training_labels
-
     kept, labels, hards, skipped = [], [], [], 0
     for ex in examples:
-        hard = training_labels(ex, "hard")
-        fe = first_error(hard)
+        hard = [None if h is None else float(h) for h in ex.hard_labels()]
+        fe = ex.first_error()
         if fe is None:
             skipped += 1
             continue
