@@ -13,11 +13,12 @@ rollout succeeded (Math-Shepherd's hard estimate, the rule the labellers write i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from data_tools import jsonl
 
 Label = bool | float | None
 
@@ -108,23 +109,17 @@ class StepwiseExample:
 
 def read_jsonl(path: str | Path) -> Iterator[StepwiseExample]:
     """Stream examples from a JSONL file; an error names the file, the line and the problem."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
+    try:
+        for lineno, row in jsonl.read_rows(path):
             try:
-                yield StepwiseExample.from_json(json.loads(line))
-            except (json.JSONDecodeError, DataError) as exc:
+                example = StepwiseExample.from_json(row)
+            except DataError as exc:
                 raise DataError(f"{path}, line {lineno}: {exc}") from None
+            yield example
+    except jsonl.JSONLineError as exc:  # not JSON: the message already names the file and line
+        raise DataError(str(exc)) from None
 
 
 def write_jsonl(path: str | Path, examples: Iterable[StepwiseExample]) -> int:
     """Write examples (creating parent folders); returns how many were written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with open(path, "w", encoding="utf-8") as fh:
-        for ex in examples:
-            fh.write(json.dumps(ex.to_json(), ensure_ascii=False) + "\n")
-            n += 1
-    return n
+    return jsonl.write_rows(path, (ex.to_json() for ex in examples))

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from data_tools import jsonl
 from data_tools.schema import DataError
 
 CONTAINERS = ("jsonl", "json", "parquet", "dataset")
@@ -182,22 +183,20 @@ def write_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
 
 
 def _write_json(path: Path, rows: Iterable[dict[str, Any]], array: bool) -> int:
+    if not array:
+        with _open_text(path, "w") as fh:  # gzip-aware; the lines themselves are data_tools.jsonl's
+            return jsonl.write_rows(fh, rows)
     encode = json.JSONEncoder(ensure_ascii=False).encode
     n = 0
     with _open_text(path, "w") as fh:
-        if array:
-            fh.write("[")
+        fh.write("[")
         try:
             for row in rows:
-                if array:
-                    fh.write(",\n" if n else "\n")
-                    fh.write(encode(row))
-                else:
-                    fh.write(encode(row) + "\n")
+                fh.write(",\n" if n else "\n")
+                fh.write(encode(row))
                 n += 1
         finally:
-            if array:
-                fh.write("\n]\n")
+            fh.write("\n]\n")
     return n
 
 

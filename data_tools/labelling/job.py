@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -44,7 +43,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from data_tools import formats
+from data_tools import formats, jsonl
 from data_tools.completers.protocol import Completer
 from data_tools.formats.containers import batched
 from data_tools.formats.fields import RowLog
@@ -149,7 +148,7 @@ def run_label_job(input_path: str | Path, output_path: str | Path, completer: Co
     labeller: BatchLabeller = (partial(binary_label_batch, trust_final_answer=label.trust_final_answer)
                                if label.method == "binary" else partial(mc_label_batch, early_stop=label.early_stop))
     report, start = result.report, time.monotonic()
-    _append_json(runs_path(out), {"event": "start", "time": time.time(), "settings": settings})
+    jsonl.append_row(runs_path(out), {"event": "start", "time": time.time(), "settings": settings}, sync=True)
     bar = _progress(todo, job.progress)
     try:
         with open(out, "a", encoding="utf-8") as fh:
@@ -163,9 +162,7 @@ def run_label_job(input_path: str | Path, output_path: str | Path, completer: Co
                         return
                     report.count(labelled)
                     if labelled is not None:
-                        fh.write(json.dumps(labelled.to_json(), ensure_ascii=False) + "\n")
-                        fh.flush()
-                        os.fsync(fh.fileno())
+                        jsonl.append_row(fh, labelled.to_json(), sync=True)
                         result.written += 1
                     bar.update(1)
                     elapsed = time.monotonic() - start
@@ -177,7 +174,7 @@ def run_label_job(input_path: str | Path, output_path: str | Path, completer: Co
         report.seconds = time.monotonic() - start
         stats = getattr(completer, "stats", None)
         report.completer = stats.to_json() if stats is not None else {}
-    _append_json(runs_path(out), {"event": "end", "time": time.time(), "result": result.to_json()})
+    jsonl.append_row(runs_path(out), {"event": "end", "time": time.time(), "result": result.to_json()}, sync=True)
     return result
 
 
@@ -220,8 +217,12 @@ def _resume(out: Path, settings: dict[str, Any]) -> set[str]:
     if not out.exists() or out.stat().st_size == 0:
         runs.unlink(missing_ok=True)  # a run log without rows describes nothing left to resume
         return set()
-    _cut_torn_tail(out)
-    started = next((r["settings"] for r in _json_lines(runs) if r.get("event") == "start"), None)
+    dropped = jsonl.cut_torn_tail(out)
+    if dropped:
+        log.warning("dropped a partly written last row of %s (%d bytes; the run writing it was killed); it is "
+                    "labelled again", out, dropped)
+    started = next((r["settings"] for _, r in jsonl.read_rows(runs, tolerant=True) if r.get("event") == "start"),
+                   None)
     if started is None:
         log.warning("%s has no run log (%s); resuming without checking that it was labelled with the same settings",
                     out, runs.name)
@@ -240,49 +241,6 @@ def _resume(out: Path, settings: dict[str, Any]) -> set[str]:
                 raise DataError(f"{out}, line {lineno}: not a row written by prm label (no JSON object with "
                                 "meta.id); move the file away or fix that line") from None
     return ids
-
-
-def _cut_torn_tail(path: Path) -> None:
-    """Truncate ``path`` after its last newline: what follows is a row a killed run was writing."""
-    with open(path, "rb+") as fh:
-        size = fh.seek(0, os.SEEK_END)
-        pos, block = size, 1 << 16
-        while pos > 0:
-            start = max(0, pos - block)
-            fh.seek(start)
-            data = fh.read(pos - start)
-            cut = data.rfind(b"\n")
-            if cut >= 0:
-                end = start + cut + 1
-                break
-            pos = start
-        else:
-            end = 0
-        if end < size:
-            fh.truncate(end)
-            fh.flush()
-            os.fsync(fh.fileno())
-            log.warning("dropped a partly written last row of %s (%d bytes; the run writing it was killed); it is "
-                        "labelled again", path, size - end)
-
-
-def _json_lines(path: Path) -> Iterator[dict[str, Any]]:
-    """The complete JSON lines of ``path`` (a torn last line is ignored); nothing when it does not exist."""
-    if not path.exists():
-        return
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue
-
-
-def _append_json(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:

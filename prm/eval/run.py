@@ -9,7 +9,6 @@ any labelled stepwise file evaluate alike.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data_tools import jsonl
 from data_tools.schema import StepwiseExample
 from prm.config import AGGREGATIONS
 from prm.eval.metrics import (
@@ -287,11 +287,7 @@ def run_bon(model: str, data: str, score_cfg: ScoreConfig, cfg: BestOfNConfig) -
 
 
 def _write_jsonl(path: str | Path, rows: Sequence[dict]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(_jsonable(row), ensure_ascii=False) + "\n")
+    jsonl.write_rows(path, (_jsonable(row) for row in rows))
 
 
 def _jsonable(value):
