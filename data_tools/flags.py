@@ -89,7 +89,8 @@ def add_config_flags(parser: Any, cls: type, choices: Mapping[str, Sequence[str]
         default = defaults.get(f.name, _default(f))
         dest = (prefix.replace("-", "_") + f.name)
         extra = dict(meta.get("argparse") or {})
-        if not isinstance(default, bool):
+        field_choices = choices.get(f.name, meta.get("choices"))
+        if not isinstance(default, bool) and field_choices is None:
             extra.setdefault("metavar", flags[0].lstrip("-").upper().replace("-", "_"))
         if isinstance(default, bool):
             parser.add_argument(*flags, dest=dest, action=argparse.BooleanOptionalAction, default=default,
@@ -102,7 +103,7 @@ def add_config_flags(parser: Any, cls: type, choices: Mapping[str, Sequence[str]
             kind: Any = type(default) if default is not None else (float if "float" in str(f.type) else str)
             shown = "" if default in (None, "") else f" (default {default})"  # None/"": the doc says what happens
             parser.add_argument(*flags, dest=dest, type=kind, default=default,
-                                choices=choices.get(f.name, meta.get("choices")), help=doc + shown, **extra)
+                                choices=field_choices, help=doc + shown, **extra)
 
 
 def config_from(args: argparse.Namespace, cls: type, prefix: str = "", **fixed: Any) -> Any:

@@ -23,7 +23,6 @@ from data_tools.rollouts import Sampling
 from data_tools.simulated import SimulatedConfig
 from data_tools.vllm_completer import VLLMConfig
 from prm.calibrate import METHODS as CALIBRATION_METHODS
-from prm.config import AGGREGATIONS
 
 COMPLETERS = ("hf", "openai", "vllm", "simulated")
 # Each backend's own flags: (its config class, the flag prefix); flags of the others must stay unset.
@@ -87,8 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_eval(sub: argparse._SubParsersAction) -> None:
-    from data_tools.formats import FORMATS
-    from prm.eval.run import BACKENDS, BestOfNConfig, ProcessBenchConfig, ScoreConfig
+    from prm.eval.run import BestOfNConfig, ProcessBenchConfig, ScoreConfig
 
     p = sub.add_parser("eval", help="evaluate an artifact: ProcessBench F1, best-of-N, step AUROC",
                        description="Score DATA with MODEL and print the metrics as one JSON line.")
@@ -101,8 +99,8 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
         "on the last step) as JSON; per-subset metrics when the ids name ProcessBench subsets.")
     q.add_argument("model", help="artifact folder")
     q.add_argument("data", help="labelled solutions (ProcessBench JSON/JSONL/Parquet by default, see --format)")
-    add_config_flags(q, ProcessBenchConfig, choices={"format": list(FORMATS)})
-    add_config_flags(q.add_argument_group("scoring"), ScoreConfig, choices={"backend": BACKENDS})
+    add_config_flags(q, ProcessBenchConfig)
+    add_config_flags(q.add_argument_group("scoring"), ScoreConfig)
     q.set_defaults(func=_eval_processbench)
 
     b = evals.add_parser(
@@ -112,8 +110,8 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
         "over final answers, of a random pick and of the oracle, overall and at smaller N (by_n).")
     b.add_argument("model", help="artifact folder")
     b.add_argument("data", help="candidate solutions (stepwise JSONL by default, see --format)")
-    add_config_flags(b, BestOfNConfig, choices={"agg": AGGREGATIONS, "format": list(FORMATS)})
-    add_config_flags(b.add_argument_group("scoring"), ScoreConfig, choices={"backend": BACKENDS})
+    add_config_flags(b, BestOfNConfig)
+    add_config_flags(b.add_argument_group("scoring"), ScoreConfig)
     b.set_defaults(func=_eval_bon)
 
 

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from data_tools.flags import opt, problems
+
 STOP = ("\n\n", "Question:")  # the few-shot format's ends: a blank line, the next question
 
 
@@ -38,24 +40,17 @@ class Completer(Protocol):
 class Sampling:
     """Sampling settings shared by the model-backed completers (``prm label`` flags of the same names)."""
 
-    max_new_tokens: int = 40
+    max_new_tokens: int = opt(40, min=1)
     """longest rollout continuation, in tokens"""
-    temperature: float = 0.5
+    temperature: float = opt(0.5, min=0)
     """sampling temperature of rollouts"""
-    top_k: int = 50
+    top_k: int = opt(50, min=0)
     """sample from the k most likely tokens only (0: the whole vocabulary)"""
     stop: tuple[str, ...] = STOP
     """strings that end a rollout (besides the end of a finished answer line)"""
 
     def problems(self) -> list[str]:
-        out = []
-        if self.max_new_tokens < 1:
-            out.append(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            out.append(f"--temperature must be >= 0, got {self.temperature}")
-        if self.top_k < 0:
-            out.append(f"--top-k must be >= 0, got {self.top_k}")
-        return out
+        return problems(self)
 
 
 def rollout_seed(example_id: str, step_index: int, sample_index: int, base_seed: int = 0) -> int:

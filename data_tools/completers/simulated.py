@@ -21,28 +21,24 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from data_tools.completers.protocol import RolloutRequest
+from data_tools.flags import opt, problems
 
 
 @dataclass
 class SimulatedConfig:
     """The simulated completer's behaviour (``prm label --completer simulated`` flags, prefixed ``--sim-``)."""
 
-    p_correct: float = 0.8
+    p_correct: float = opt(0.8, min=0, max=1)
     """chance that a rollout from a prefix before the first error reaches the gold answer"""
-    p_wrong: float = 0.02
+    p_wrong: float = opt(0.02, min=0, max=1)
     """chance that a rollout from a prefix containing the first error still reaches the gold answer"""
-    p_unparseable: float = 0.02
+    p_unparseable: float = opt(0.02, min=0, max=1)
     """chance that a rollout ends without a readable answer"""
-    latency_s: float = 0.0
+    latency_s: float = opt(0.0, min=0)
     """seconds each batch of requests takes (to make runs slow enough to interrupt)"""
 
     def problems(self) -> list[str]:
-        out = [f"--sim-{name.replace('_', '-')} must be in [0, 1], got {value}"
-               for name, value in (("p_correct", self.p_correct), ("p_wrong", self.p_wrong),
-                                   ("p_unparseable", self.p_unparseable)) if not 0.0 <= value <= 1.0]
-        if self.latency_s < 0:
-            out.append(f"--sim-latency-s must be >= 0, got {self.latency_s}")
-        return out
+        return problems(self, prefix="sim-")
 
 
 @dataclass

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from data_tools.completers.protocol import RolloutRequest, Sampling, truncate_at_stop
+from data_tools.flags import opt, problems
 
 
 @dataclass
@@ -23,19 +24,15 @@ class VLLMConfig:
     """model folder or name for vllm.LLM"""
     dtype: str = "auto"
     """weights' dtype: auto, bfloat16, float16, float32"""
-    tensor_parallel_size: int = 1
+    tensor_parallel_size: int = opt(1, min=1)
     """GPUs to shard the model over"""
-    gpu_memory_utilization: float = 0.9
+    gpu_memory_utilization: float = opt(0.9, above=0, max=1)
     """share of GPU memory vLLM may take (weights and KV cache)"""
 
     def problems(self) -> list[str]:
-        out = []
+        out = problems(self, prefix="vllm-")
         if not self.model:
-            out.append("--vllm-model is required with --completer vllm (a model folder or name)")
-        if self.tensor_parallel_size < 1:
-            out.append(f"--vllm-tensor-parallel-size must be at least 1, got {self.tensor_parallel_size}")
-        if not 0 < self.gpu_memory_utilization <= 1:
-            out.append(f"--vllm-gpu-memory-utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+            out.insert(0, "--vllm-model is required with --completer vllm (a model folder or name)")
         return out
 
 

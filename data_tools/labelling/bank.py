@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from data_tools.answers import answers_match, extract_answer
 from data_tools.completers.protocol import Completer, RolloutRequest, rollout_seed
+from data_tools.flags import opt, problems
 from data_tools.labelling.prompt import render_prefix
 from data_tools.schema import DataError, StepwiseExample
 
@@ -30,9 +31,9 @@ METHODS = ("mc", "binary")
 class LabelConfig:
     """How steps are labelled (``prm label`` flags of the same names)."""
 
-    method: str = "mc"
+    method: str = opt("mc", choices=METHODS)
     """mc: roll out from every step's prefix (Math-Shepherd); binary: search for the first wrong step (OmegaPRM)"""
-    rollouts: int = 8
+    rollouts: int = opt(8, min=1)
     """rollouts per step prefix (at most, when a prefix stops early)"""
     early_stop: bool = False
     """mc: stop rolling out a prefix at its first success (the hard label is decided); soft labels are then successes/drawn, biased high"""
@@ -44,11 +45,7 @@ class LabelConfig:
     """meta key holding the gold final answer"""
 
     def problems(self) -> list[str]:
-        out = []
-        if self.method not in METHODS:
-            out.append(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.rollouts < 1:
-            out.append(f"--rollouts must be at least 1, got {self.rollouts}")
+        out = problems(self)
         if self.early_stop and self.method == "binary":
             out.append("--early-stop is for --method mc (binary search always stops a prefix at its first success)")
         return out

@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -45,11 +44,13 @@ from typing import Any
 
 from data_tools import formats, jsonl
 from data_tools.completers.protocol import Completer
+from data_tools.flags import opt, problems
 from data_tools.formats.containers import batched
 from data_tools.formats.fields import RowLog
 from data_tools.labelling.bank import BatchLabeller, LabelConfig, LabelReport, RolloutBank
 from data_tools.labelling.binary import binary_label_batch
 from data_tools.labelling.mc import mc_label_batch
+from data_tools.progress import Progress
 from data_tools.schema import DataError, StepwiseExample
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,11 @@ log = logging.getLogger(__name__)
 class LabelJobConfig:
     """How ``prm label`` reads, splits and writes (flags of the same names)."""
 
-    input_format: str = "stepwise"
+    input_format: str = opt("stepwise", flag="--format", aliases=("--input-format",), choices=formats.FORMATS)
     """format of INPUT, as in prm convert (the gold answer must be in meta, see --answer-key)"""
     shard: str = "0/1"
     """label only shard I of N (0 <= I < N): the examples whose problem id hashes to I"""
-    chunk_size: int = 64
+    chunk_size: int = opt(64, min=1)
     """examples labelled together (their rollouts are batched); a resumed run relabels the chunk it stopped in"""
     skip_invalid: bool = False
     """count and skip malformed input rows (and rows without a gold answer) instead of stopping"""
@@ -71,15 +72,11 @@ class LabelJobConfig:
     """show a progress bar (examples, rollouts/s, ETA) on stderr"""
 
     def problems(self) -> list[str]:
-        out = []
-        if self.input_format not in formats.FORMATS:
-            out.append(f"--input-format must be one of {', '.join(formats.FORMATS)}, got {self.input_format!r}")
+        out = problems(self)
         try:
             self.shard_index()
         except ValueError as exc:
             out.append(str(exc))
-        if self.chunk_size < 1:
-            out.append(f"--chunk-size must be at least 1, got {self.chunk_size}")
         return out
 
     def shard_index(self) -> tuple[int, int]:
@@ -139,17 +136,18 @@ def run_label_job(input_path: str | Path, output_path: str | Path, completer: Co
         "few_shot_sha256": hashlib.sha256(few_shot.encode()).hexdigest() if few_shot is not None else None}))
     done_ids = _resume(out, settings)
     result = JobResult(str(out), LabelReport(), invalid=RowLog(skip_invalid=job.skip_invalid))
-    todo = 0
+    todo = most_rollouts = 0
     for ex in _shard_examples(input_path, job, label, shard, RowLog(skip_invalid=job.skip_invalid)):
         if ex.meta["id"] in done_ids:
             result.already_done += 1
         else:
             todo += 1
+            most_rollouts += (len(ex.steps) - 1) * label.rollouts  # fewer: shared prefixes, early stops
     labeller: BatchLabeller = (partial(binary_label_batch, trust_final_answer=label.trust_final_answer)
                                if label.method == "binary" else partial(mc_label_batch, early_stop=label.early_stop))
     report, start = result.report, time.monotonic()
     jsonl.append_row(runs_path(out), {"event": "start", "time": time.time(), "settings": settings}, sync=True)
-    bar = _progress(todo, job.progress)
+    bar = Progress(todo, "prm label", "ex", enabled=job.progress)
     try:
         with open(out, "a", encoding="utf-8") as fh:
             for chunk in batched(_shard_examples(input_path, job, label, shard, result.invalid), job.chunk_size):
@@ -164,9 +162,9 @@ def run_label_job(input_path: str | Path, output_path: str | Path, completer: Co
                     if labelled is not None:
                         jsonl.append_row(fh, labelled.to_json(), sync=True)
                         result.written += 1
-                    bar.update(1)
-                    elapsed = time.monotonic() - start
-                    bar.set_postfix_str(f"{report.rollouts / max(elapsed, 1e-9):.1f} rollouts/s", refresh=False)
+                    elapsed = max(time.monotonic() - start, 1e-9)
+                    bar.update(1, rollouts=f"{report.rollouts}/<={most_rollouts} ({report.rollouts / elapsed:.1f}/s)",
+                               success=f"{report.successes / max(report.rollouts, 1):.1%}")
 
                 labeller(chunk, bank, done)
     finally:
@@ -257,10 +255,3 @@ def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _show(value: Any) -> str:
     text = json.dumps(value, sort_keys=True)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _progress(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="prm label", unit="ex", disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True, mininterval=1.0, smoothing=0.05)

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from data_tools import jsonl
+from data_tools.flags import opt, problems
+from data_tools.formats import FORMATS
 from data_tools.schema import StepwiseExample
 from prm.config import AGGREGATIONS
 from prm.eval.metrics import (
@@ -30,44 +32,36 @@ from prm.eval.metrics import (
     processbench,
     step_auroc,
 )
+from prm.scoring import BACKENDS as SCORING_BACKENDS
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = SCORING_BACKENDS
 
 
 @dataclass
 class ScoreConfig:
     """How an artifact scores the steps being evaluated."""
 
-    backend: str = "torch"
-    """torch (the artifact's weights) or onnx (onnx/model.onnx, written by `prm export`)"""
-    batch_size: int = 16
+    backend: str = opt("torch", choices=BACKENDS)
+    """torch (the artifact's weights), onnx (onnx/model.onnx, written by `prm export`), or another scoring backend"""
+    batch_size: int = opt(16, min=1)
     """solutions per forward pass (sorted by length, so batches pad little)"""
-    max_length: int = 0
+    max_length: int = opt(0, min=0)
     """longest input in tokens, 0 for the artifact's own; raise it for long solutions (the backbone's
     position limit permitting): a solution whose steps do not fit is an error, never silently cut"""
-    threads: int = 0
+    threads: int = opt(0, min=0)
     """CPU threads for scoring (0: all cores)"""
     raw: bool = False
     """score with the plain sigmoid of the step logits, ignoring calibration.json"""
 
     def problems(self) -> list[str]:
-        out = []
-        if self.backend not in BACKENDS:
-            out.append(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.batch_size < 1:
-            out.append(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.max_length < 0:
-            out.append(f"--max-length must be 0 (the artifact's) or positive, got {self.max_length}")
-        if self.threads < 0:
-            out.append(f"--threads must be 0 (all cores) or positive, got {self.threads}")
-        return out
+        return problems(self)
 
 
 @dataclass
 class ProcessBenchConfig:
-    format: str = "processbench"
+    format: str = opt("processbench", choices=FORMATS)
     """format of DATA (and of --threshold-split): processbench, stepwise, trl, math-shepherd, ..."""
     threshold: float | None = None
     """a step scored below this is predicted wrong (default 0.5)"""
@@ -77,11 +71,7 @@ class ProcessBenchConfig:
     """write each solution's id, label, prediction and step scores to this JSONL file"""
 
     def problems(self) -> list[str]:
-        from data_tools.formats import FORMATS
-
-        out = []
-        if self.format not in FORMATS:
-            out.append(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        out = problems(self)
         if self.threshold is not None and self.threshold_split:
             out.append("--threshold and --threshold-split exclude each other: give a threshold or a split to choose it on")
         if self.threshold_split and not Path(self.threshold_split).exists():
@@ -91,16 +81,16 @@ class ProcessBenchConfig:
 
 @dataclass
 class BestOfNConfig:
-    format: str = "stepwise"
+    format: str = opt("stepwise", choices=FORMATS)
     """format of DATA: one row per candidate solution"""
-    agg: str | None = None
+    agg: str | None = opt(None, choices=AGGREGATIONS)
     """how step scores make a solution score: min, last, prod or mean (default: the artifact's)"""
     group_by: str = "problem_id"
     """meta key that names a candidate's problem (candidates without it are grouped by prompt text)"""
     answer_key: str = "answer"
     """meta key of the gold answer, checked against each candidate's final answer when the row has
     no meta.correct (or final_answer_correct)"""
-    draws: int = 32
+    draws: int = opt(32, min=1)
     """random subsets per problem for the accuracy at each smaller N"""
     seed: int = 0
     """seed of those subsets"""
@@ -108,23 +98,18 @@ class BestOfNConfig:
     """write each candidate's problem, answer, correctness and scores to this JSONL file"""
 
     def problems(self) -> list[str]:
-        from data_tools.formats import FORMATS
-
-        out = []
-        if self.format not in FORMATS:
-            out.append(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        if self.agg is not None and self.agg not in AGGREGATIONS:
-            out.append(f"--agg must be one of {', '.join(AGGREGATIONS)}, got {self.agg!r}")
-        if self.draws < 1:
-            out.append(f"--draws must be at least 1, got {self.draws}")
-        return out
+        return problems(self)
 
 
 def _check(problems: list[str], model: str, data: str) -> None:
+    from prm.artifacts import Artifact, ArtifactError
+
     if not Path(data).exists():
         problems.append(f"DATA {data}: no such file or folder")
-    if not Path(model, "prm_config.json").is_file():
-        problems.append(f"MODEL {model} is not a PRM artifact (no prm_config.json)")
+    try:
+        Artifact(model).check()
+    except ArtifactError as exc:
+        problems.append(f"MODEL: {exc}")
     if problems:
         raise ValueError("invalid prm eval arguments:\n  " + "\n  ".join(problems))
 
@@ -140,7 +125,7 @@ def score(scorer, examples: Sequence[StepwiseExample]) -> list[list[float]]:
     from prm.tokenization import TooLongError
 
     try:
-        return scorer.score([(e.prompt, e.steps) for e in examples])
+        return scorer.score([(e.prompt, e.steps) for e in examples], progress="prm eval")
     except TooLongError as exc:
         raise ValueError(f"{exc} (pass --max-length N to score longer inputs)") from None
 
@@ -260,14 +245,14 @@ def candidate_facts(ex: StepwiseExample, answer_key: str) -> tuple[str | None, b
 
 def run_bon(model: str, data: str, score_cfg: ScoreConfig, cfg: BestOfNConfig) -> dict:
     """Best-of-N selection accuracy of MODEL on DATA against majority vote, a random pick and the oracle."""
-    from prm.config import PRMConfig
+    from prm.artifacts import Artifact
     from prm.scoring import aggregate
 
     _check(score_cfg.problems() + cfg.problems(), model, data)
     examples = read_examples(cfg.format, data)
     if not examples:
         raise ValueError(f"{data}: no candidate solutions")
-    agg = cfg.agg or PRMConfig.load(model).aggregation
+    agg = cfg.agg or Artifact(model).config().aggregation
     facts = [candidate_facts(ex, cfg.answer_key) for ex in examples]
     step_scores = score(make_scorer(model, score_cfg), examples)
     groups: dict[str, list[int]] = {}
