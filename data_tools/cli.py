@@ -21,8 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_generate)
 
-    from data_tools.formats import FORMATS, ConvertConfig, prm800k, processbench
-    from data_tools.formats.labels import UNLABELLED_POLICIES
+    from data_tools.formats import FORMATS, ConvertConfig
     from data_tools.inject import INPUT_FORMATS, InjectConfig
 
     p = sub.add_parser(
@@ -34,8 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="file or dataset folder to write")
     p.add_argument("--from", dest="source", required=True, choices=list(FORMATS), help="format of INPUT")
     p.add_argument("--to", dest="target", required=True, choices=list(FORMATS), help="format of OUTPUT")
-    add_config_flags(p, ConvertConfig, choices={"rating0": prm800k.RATING0, "after_error": processbench.AFTER_ERROR,
-                                                "unlabelled": UNLABELLED_POLICIES})
+    add_config_flags(p, ConvertConfig)
     p.set_defaults(func=_convert)
 
     p = sub.add_parser(

@@ -53,6 +53,11 @@ def duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
+def rate(per_s: float) -> str:
+    """``0.42``, ``3.2``, ``57.1``, ``1,234``: a rate with the digits that mean something."""
+    return f"{per_s:.2f}" if per_s < 10 else f"{per_s:.1f}" if per_s < 1000 else f"{per_s:,.0f}"
+
+
 def _isatty(stream) -> bool:
     try:
         return bool(stream.isatty())
@@ -107,15 +112,15 @@ class Progress:
         now = time.monotonic()
         self._last = now
         elapsed = now - self.start
-        rate = self.n / elapsed if elapsed > 0 else 0.0
+        per_s = self.n / elapsed if elapsed > 0 else 0.0
         count = f"{self.n}/{self.total}" if self.total is not None else str(self.n)
         parts = [f"{count} {self.unit}" + (f" ({100 * self.n / self.total:.0f}%)" if self.total else "")]
         if self.n:
-            parts.append(f"{rate:.3g} {self.unit}/s")
+            parts.append(f"{rate(per_s)} {self.unit}/s")
         if done:
             parts.append(f"done in {duration(elapsed)}")
         elif self.total is not None and self.n:
-            parts.append(f"ETA {duration((self.total - self.n) / rate) if rate > 0 else '?'}")
+            parts.append(f"ETA {duration((self.total - self.n) / per_s) if per_s > 0 else '?'}")
         if self.extra:
             parts.append(self._extras())
         print(f"{self.desc}: " + " | ".join(parts), file=self.stream, flush=True)

@@ -80,7 +80,7 @@ class Artifact:
     def check(self) -> None:
         """Raise ``ArtifactError`` unless this is a PRM artifact in the format this version reads."""
         if not self.folder.is_dir():
-            raise ArtifactError(f"{self.folder}: no such model folder")
+            raise ArtifactError(f"{self.folder} is not a PRM artifact: no such folder")
         if not self.has(self.CONFIG):
             raise ArtifactError(f"{self.folder} is not a PRM artifact (no {self.CONFIG}): train one with "
                                 "`prm train`, or give the folder that holds prm_config.json")

@@ -132,9 +132,9 @@ def _score(args: argparse.Namespace) -> None:
                                                                 progress="prm score")
         results = [{"step_scores": s, "score": aggregate(s, args.aggregate)} for s in steps]
     if args.output:
-        from data_tools.jsonl import write_jsonl_rows
+        from data_tools.jsonl import write_rows
 
-        write_jsonl_rows(args.output, results)
+        write_rows(args.output, results)
         print(f"wrote {len(results)} scores to {args.output}")
     else:
         print("\n".join(json.dumps(r) for r in results))

@@ -46,7 +46,7 @@ def test_a_malformed_data_file(tiny_artifact, tmp_path):
 def test_a_folder_that_is_not_a_model(tmp_path, data):
     (tmp_path / "empty").mkdir()
     one_line_error(prm("score", str(tmp_path / "empty"), str(data)), "is not a PRM artifact", "prm train")
-    one_line_error(prm("score", str(tmp_path / "absent"), str(data)), "no such model folder")
+    one_line_error(prm("score", str(tmp_path / "absent"), str(data)), "is not a PRM artifact: no such folder")
 
 
 def test_a_model_folder_from_another_version(tiny_artifact, tmp_path, data):

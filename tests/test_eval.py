@@ -173,7 +173,7 @@ class _FakeScorer:
     def __init__(self, table):
         self.table = table
 
-    def score(self, items):
+    def score(self, items, progress=None):
         return [list(self.table[prompt]) for prompt, _ in items]
 
 

@@ -21,6 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from data_tools.flags import opt, problems
 from data_tools.formats import gsm8k, math_shepherd, prm800k, processbench, stepwise, trl
 from data_tools.formats.containers import read_rows, write_rows
 from data_tools.formats.fields import RowLog
@@ -57,38 +58,31 @@ class ConvertConfig:
 
     skip_invalid: bool = False
     """count and skip malformed rows (and rows the target format cannot hold) instead of stopping"""
-    rating0: str = "true"
+    rating0: str = opt("true", choices=prm800k.RATING0)
     """prm800k: label of a step rated 0 (neutral): true, false (as trl-lib/prm800k) or none (unlabelled)"""
     drop_quality_control: bool = False
     """prm800k: skip quality-control and initial-screening rows"""
     alternatives: bool = False
     """prm800k: also emit every rated, unchosen completion as its own example (the path before it, then it)"""
-    after_error: str = "unlabelled"
+    after_error: str = opt("unlabelled", choices=processbench.AFTER_ERROR)
     """processbench: steps after the first wrong one are unlabelled, or wrong"""
     step_tag: str = math_shepherd.STEP_TAG
     """math-shepherd: the tag closing each step"""
     strip_calculations: bool = False
     """gsm8k: remove <<expr=result>> annotations from the steps (they cannot be written back then)"""
-    soft_threshold: float | None = None
+    soft_threshold: float | None = opt(None, min=0, below=1)
     """trl, math-shepherd, processbench output: a soft label counts as right when greater than this"""
-    unlabelled: str = "truncate"
+    unlabelled: str = opt("truncate", choices=UNLABELLED_POLICIES)
     """trl, math-shepherd output: unlabelled trailing steps are cut off (kept in unlabelled_completions), marked false, or an error"""
 
     def problems(self, source: str, target: str) -> list[str]:
         """Everything wrong with this configuration for ``source -> target``, as messages naming flags."""
-        out = []
+        out = problems(self)
         for flag, name in (("--from", source), ("--to", target)):
             if name not in FORMATS:
                 out.append(f"{flag}: unknown format {name!r}; choose from {', '.join(FORMATS)}")
         if target in NO_WRITER:
             out.append(f"--to {target}: there is no {target} writer: {NO_WRITER[target]}")
-        for name, value, allowed in (("rating0", self.rating0, prm800k.RATING0),
-                                     ("after_error", self.after_error, processbench.AFTER_ERROR),
-                                     ("unlabelled", self.unlabelled, UNLABELLED_POLICIES)):
-            if value not in allowed:
-                out.append(f"{_flag(name)} must be one of {', '.join(allowed)}, got {value!r}")
-        if self.soft_threshold is not None and not 0.0 <= self.soft_threshold < 1.0:
-            out.append(f"--soft-threshold must be in [0, 1), got {self.soft_threshold}")
         if not self.step_tag.strip():
             out.append("--step-tag must not be empty or whitespace")
         if source in FORMATS and target in FORMATS:

@@ -119,6 +119,8 @@ class RolloutBank:
 
     def __init__(self, completer: Completer, rollouts: int, base_seed: int = 0, answer_key: str = "answer",
                  few_shot: str | None = None, report: LabelReport | None = None):
+        if rollouts < 1:
+            raise DataError(f"--rollouts must be at least 1, got {rollouts}")
         self.completer, self.rollouts, self.base_seed = completer, rollouts, base_seed
         self.answer_key, self.few_shot = answer_key, few_shot
         self.report = report if report is not None else LabelReport()

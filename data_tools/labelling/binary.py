@@ -32,7 +32,7 @@ from functools import partial
 
 from data_tools.completers.protocol import Completer
 from data_tools.labelling.bank import Done, LabelReport, PrefixKey, RolloutBank, collect
-from data_tools.schema import DataError, StepwiseExample
+from data_tools.schema import StepwiseExample
 
 
 class _Search:
@@ -111,8 +111,6 @@ def binary_label(examples: Sequence[StepwiseExample], completer: Completer, roll
     label was inferred). ``trust_final_answer=False`` probes solutions with a right final answer too,
     as Monte-Carlo estimation rolls out from them, so that both disagree only on non-monotone labels.
     """
-    if rollouts < 1:
-        raise DataError(f"--rollouts must be at least 1, got {rollouts}")
     bank = RolloutBank(completer, rollouts, base_seed, answer_key, few_shot)
     labeller = partial(binary_label_batch, trust_final_answer=trust_final_answer)
     return collect(labeller, examples, bank), bank.report

@@ -50,7 +50,7 @@ from data_tools.formats.fields import RowLog
 from data_tools.labelling.bank import BatchLabeller, LabelConfig, LabelReport, RolloutBank
 from data_tools.labelling.binary import binary_label_batch
 from data_tools.labelling.mc import mc_label_batch
-from data_tools.progress import Progress
+from data_tools.progress import Progress, rate
 from data_tools.schema import DataError, StepwiseExample
 
 log = logging.getLogger(__name__)
@@ -163,8 +163,9 @@ def run_label_job(input_path: str | Path, output_path: str | Path, completer: Co
                         jsonl.append_row(fh, labelled.to_json(), sync=True)
                         result.written += 1
                     elapsed = max(time.monotonic() - start, 1e-9)
-                    bar.update(1, rollouts=f"{report.rollouts}/<={most_rollouts} ({report.rollouts / elapsed:.1f}/s)",
-                               success=f"{report.successes / max(report.rollouts, 1):.1%}")
+                    bar.update(1, rollouts=f"{report.rollouts}/<={most_rollouts}", **{
+                        "rollouts/s": rate(report.rollouts / elapsed),
+                        "success": f"{report.successes / max(report.rollouts, 1):.1%}"})
 
                 labeller(chunk, bank, done)
     finally:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from data_tools.completers.protocol import Completer
 from data_tools.labelling.bank import Done, LabelReport, PrefixKey, RolloutBank, collect
-from data_tools.schema import DataError, StepwiseExample, is_right
+from data_tools.schema import StepwiseExample, is_right
 
 
 def mc_label_batch(examples: Sequence[StepwiseExample], bank: RolloutBank, done: Done,
@@ -55,8 +55,6 @@ def mc_label(examples: Sequence[StepwiseExample], completer: Completer, rollouts
     ``meta[answer_key]``. With ``early_stop`` a prefix stops at its first success: hard labels stay
     the same, soft ones become successes among the rollouts drawn until then (biased high).
     """
-    if rollouts < 1:
-        raise DataError(f"--rollouts must be at least 1, got {rollouts}")
     bank = RolloutBank(completer, rollouts, base_seed, answer_key, few_shot)
     labelled = collect(lambda exs, b, done: mc_label_batch(exs, b, done, early_stop), examples, bank)
     return labelled, bank.report

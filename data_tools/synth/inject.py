@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_tools import formats
+from data_tools.flags import opt, problems
 from data_tools.formats.fields import RowLog
 from data_tools.formats.gsm8k import CALCULATION
 from data_tools.schema import StepwiseExample, is_right
@@ -32,7 +33,7 @@ class InjectConfig:
 
     seed: int = 0
     """base seed; each problem's draws derive from (seed, problem id), so a run can be resumed"""
-    variants: int = 1
+    variants: int = opt(1, min=1)
     """wrong variants per problem, at most (distinct errors)"""
     kinds: tuple[str, ...] = ERROR_KINDS
     """error kinds to draw from: slip, operator, operand"""
@@ -44,11 +45,9 @@ class InjectConfig:
     """count and skip malformed input rows instead of stopping"""
 
     def problems(self, input_format: str) -> list[str]:
-        out = []
+        out = problems(self)
         if input_format not in INPUT_FORMATS:
             out.append(f"--format must be one of {', '.join(INPUT_FORMATS)}, got {input_format!r}")
-        if self.variants < 1:
-            out.append(f"--variants must be at least 1, got {self.variants}")
         bad = [k for k in self.kinds if k not in ERROR_KINDS]
         if bad or not self.kinds:
             out.append(f"--kinds must name some of {', '.join(ERROR_KINDS)}, got {','.join(self.kinds) or 'none'}")
