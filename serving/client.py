@@ -2,8 +2,10 @@
 
 Both split large requests into batches of ``batch_size`` solutions (the async one sends them
 concurrently, at most ``max_concurrency`` at a time, and keeps the order), retry transport errors
-and overload answers (429, 503) with exponential backoff, and raise ``ServiceError`` with the
-status and the service's message for anything else: a 4xx is the caller's to fix, never retried.
+and overload answers (429, 503) with exponential backoff and full jitter, waiting at least what a
+``Retry-After`` header asks (up to ``max_wait_s``; ``data_tools.retry``, standard library only, owns
+the loop), and raise ``ServiceError`` with the status and the service's message for anything else:
+a 4xx is the caller's to fix, never retried.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import time
 from collections.abc import Sequence
 
 import httpx
+
+from data_tools.retry import Retry, RetryPolicy, acall, call, parse_retry_after
 
 RETRY_STATUS = (429, 503)
 
@@ -31,25 +35,36 @@ def _batches(items: Sequence[dict], size: int) -> list[Sequence[dict]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _backoff(attempt: int) -> float:
-    return 0.2 * 2**attempt
+def _policy(retries: int, backoff_s: float, max_wait_s: float) -> RetryPolicy:
+    return RetryPolicy(retries=retries, base_s=backoff_s, max_s=max_wait_s, retry_on=(httpx.TransportError,))
 
 
-def _outcome(path: str, resp: httpx.Response, attempt: int, retries: int) -> dict | None:
-    """The answer's JSON, or None to retry after a backoff (overload, retries left); raises for errors."""
-    if resp.status_code in RETRY_STATUS and attempt < retries:
-        return None
+def _outcome(path: str, resp: httpx.Response) -> dict | Retry:
+    """The answer's JSON, or a Retry for overload (with the server's Retry-After); raises for errors."""
+    if resp.status_code in RETRY_STATUS:
+        return Retry(parse_retry_after(resp.headers.get("retry-after")), f"HTTP {resp.status_code}", resp)
     if resp.status_code >= 400:
         raise ServiceError(path, resp.status_code, resp.text)
     return resp.json()
 
 
+def _answer(path: str, outcome: dict | Retry) -> dict:
+    """The answer, or ``ServiceError`` for an overload answer that outlasted the retries."""
+    if isinstance(outcome, Retry):
+        raise ServiceError(path, outcome.last.status_code, outcome.last.text)
+    return outcome
+
+
 class PRMClient:
     def __init__(self, base_url: str = "http://127.0.0.1:3000", timeout: float = 60.0, retries: int = 2,
-                 token: str | None = None, batch_size: int = 64, http: httpx.Client | None = None):
-        """``http``: an ``httpx.Client`` to send through instead (e.g. starlette's TestClient of the app)."""
+                 token: str | None = None, batch_size: int = 64, http: httpx.Client | None = None,
+                 backoff_s: float = 0.2, max_wait_s: float = 30.0):
+        """``http``: an ``httpx.Client`` to send through instead (e.g. starlette's TestClient of the app).
+        ``backoff_s``: the first retry's longest wait (doubling per retry, full jitter); ``max_wait_s``:
+        the longest wait, a ``Retry-After`` included."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.retries, self.batch_size = retries, batch_size
+        self._policy = _policy(retries, backoff_s, max_wait_s)
         self._http = http or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
 
     def score(self, items: Sequence[dict], aggregate: str = "min") -> list[dict]:
@@ -84,17 +99,7 @@ class PRMClient:
         raise TimeoutError(f"service at {self._http.base_url} not ready after {timeout:.0f} s")
 
     def _post(self, path: str, body: dict) -> dict:
-        for attempt in range(self.retries + 1):
-            try:
-                answer = _outcome(path, self._http.post(path, json=body), attempt, self.retries)
-            except httpx.TransportError:
-                if attempt == self.retries:
-                    raise
-            else:
-                if answer is not None:
-                    return answer
-            time.sleep(_backoff(attempt))  # overloaded or unreachable: back off and retry
-        raise AssertionError("unreachable")
+        return _answer(path, call(lambda attempt: _outcome(path, self._http.post(path, json=body)), self._policy))
 
     def close(self) -> None:
         self._http.close()
@@ -111,9 +116,10 @@ class AsyncPRMClient:
 
     def __init__(self, base_url: str = "http://127.0.0.1:3000", timeout: float = 60.0, retries: int = 2,
                  token: str | None = None, batch_size: int = 64, max_concurrency: int = 8,
-                 http: httpx.AsyncClient | None = None):
+                 http: httpx.AsyncClient | None = None, backoff_s: float = 0.2, max_wait_s: float = 30.0):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.retries, self.batch_size = retries, batch_size
+        self._policy = _policy(retries, backoff_s, max_wait_s)
         self._limit = asyncio.Semaphore(max_concurrency)
         self._http = http or httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
 
@@ -127,18 +133,11 @@ class AsyncPRMClient:
                                           "aggregate": aggregate})
 
     async def _post(self, path: str, body: dict) -> dict:
-        async with self._limit:
-            for attempt in range(self.retries + 1):
-                try:
-                    answer = _outcome(path, await self._http.post(path, json=body), attempt, self.retries)
-                except httpx.TransportError:
-                    if attempt == self.retries:
-                        raise
-                else:
-                    if answer is not None:
-                        return answer
-                await asyncio.sleep(_backoff(attempt))
-        raise AssertionError("unreachable")
+        async def send(attempt: int) -> dict | Retry:
+            return _outcome(path, await self._http.post(path, json=body))
+
+        async with self._limit:  # held while backing off too, so retries add no load to an overloaded service
+            return _answer(path, await acall(send, self._policy))
 
     async def aclose(self) -> None:
         await self._http.aclose()

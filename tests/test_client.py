@@ -1,6 +1,8 @@
 """PRMClient and AsyncPRMClient: client-side batching keeps order, overload is retried, 4xx is not."""
 
 import asyncio
+import json
+import time
 
 import httpx
 import pytest
@@ -65,3 +67,44 @@ def test_async_client_sends_batches_concurrently_and_keeps_order():
     results = asyncio.run(run())
     assert [r["score"] for r in results] == [n / 100 for n in range(1, 12)]
     assert sorted(seen["batch_sizes"]) == [2, 3, 3, 3] and seen["requests"] == 5
+
+
+def overloaded_once(retry_after: str):
+    """A MockTransport that answers its first request 429 with ``Retry-After``, then scores; records when."""
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(time.monotonic())
+        if len(seen) == 1:
+            return httpx.Response(429, headers={"Retry-After": retry_after}, json={"error": "busy"})
+        items = json.loads(request.content)["items"]
+        return httpx.Response(200, json={"results": [{"step_scores": [0.5], "score": 0.5} for _ in items]})
+
+    return httpx.MockTransport(handler), seen
+
+
+def test_sync_client_waits_at_least_what_retry_after_asks():
+    transport, seen = overloaded_once("1")
+    client = PRMClient(retries=2, backoff_s=0.01, http=httpx.Client(transport=transport, base_url="http://t"))
+    assert [r["score"] for r in client.score(ITEMS[:2])] == [0.5, 0.5]
+    assert len(seen) == 2 and seen[1] - seen[0] >= 1.0
+
+
+def test_async_client_waits_at_least_what_retry_after_asks():
+    transport, seen = overloaded_once("1")
+
+    async def run():
+        async with AsyncPRMClient(retries=2, backoff_s=0.01,
+                                  http=httpx.AsyncClient(transport=transport, base_url="http://t")) as client:
+            return await client.score(ITEMS[:2])
+
+    assert [r["score"] for r in asyncio.run(run())] == [0.5, 0.5]
+    assert len(seen) == 2 and seen[1] - seen[0] >= 1.0
+
+
+def test_retry_after_is_capped_by_max_wait():
+    transport, seen = overloaded_once("3600")
+    client = PRMClient(retries=1, backoff_s=0.01, max_wait_s=0.2,
+                       http=httpx.Client(transport=transport, base_url="http://t"))
+    client.score(ITEMS[:1])
+    assert 0.2 <= seen[1] - seen[0] < 5

@@ -8,11 +8,12 @@ user turn and the steps so far as an assistant turn to continue (``continue_fina
 vLLM and SGLang accept it; the few-shot examples are not sent).
 
 Failures: a timeout, a connection error, a 429 or a 5xx is retried up to ``max_retries`` times after
-an exponential backoff with full jitter (a ``Retry-After`` header is honoured), on the next server of
-the round. A request that still fails is counted and its prefix returned as None, so the labeller
-leaves that example out and a rerun retries it. 401, 403 and 404 mean the settings are wrong (key,
-URL, model) and stop the run at once; any other 4xx fails only its request. ``stats`` counts
-attempts, retries, timeouts and status codes for the run report.
+an exponential backoff with full jitter (a ``Retry-After`` header, seconds or an HTTP date, is
+honoured up to 30 s; ``data_tools.retry`` owns the loop), on the next server of the round. A request
+that still fails is counted and its prefix returned as None, so the labeller leaves that example out
+and a rerun retries it. 401, 403 and 404 mean the settings are wrong (key, URL, model) and stop the
+run at once; any other 4xx fails only its request. ``stats`` counts attempts, retries, timeouts and
+status codes for the run report.
 
 Seeds go out as 31-bit integers (llama.cpp takes 32-bit ones). Servers that ignore ``seed`` still
 work, but their rollouts are then not reproducible, and neither is a resumed run.
@@ -25,7 +26,6 @@ import itertools
 import json
 import logging
 import os
-import random
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data_tools.completers.protocol import RolloutRequest, Sampling, truncate_at_stop
+from data_tools.retry import Retry, RetryPolicy, acall, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -161,44 +162,45 @@ class OpenAICompleter:
 
         path, body = self.body(request, seeds)
         cfg, stats = self.config, self.stats
-        for attempt in range(cfg.max_retries + 1):
-            url, wait_hint = next(self._urls) + path, 0.0
+
+        async def send(attempt: int) -> list[str] | None | Retry:
+            """One try on the next server of the round: the texts, None (failed, not retried) or a Retry."""
+            if attempt:
+                stats.retries += 1
+            url = next(self._urls) + path
             try:
                 async with gate:
                     stats.attempts += 1
                     response = await client.post(url, json=body)
             except httpx.TimeoutException:
                 stats.timeouts += 1
-                problem = "timed out"
+                return Retry(reason="timed out")
             except httpx.TransportError as exc:
                 stats.connect_errors += 1
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                stats.status[response.status_code] += 1
-                if response.status_code == 200:
-                    texts = self._texts(response, len(seeds))
-                    if texts is not None:
-                        return texts
-                    stats.bad_responses += 1
-                    problem = "a 200 without the expected choices"
-                elif response.status_code in FATAL_STATUS:
-                    raise ServerSettingsError(f"{url} answered {response.status_code}: {response.text[:200]}; check "
-                                              f"--openai-base-urls, --openai-model and ${cfg.api_key_env}")
-                elif response.status_code in RETRY_STATUS:
-                    problem = f"HTTP {response.status_code}"
-                    wait_hint = _retry_after(response.headers.get("retry-after"))
-                else:
-                    log.warning("%s answered %s, not retried: %s", url, response.status_code, response.text[:200])
-                    stats.failed_requests += 1
-                    return None
-            if attempt == cfg.max_retries:
-                break
-            stats.retries += 1
-            cap = min(MAX_BACKOFF_S, cfg.backoff_s * 2 ** attempt)
-            await asyncio.sleep(min(MAX_BACKOFF_S, max(wait_hint, random.uniform(0, cap))))
-        log.warning("giving up on a request to %s after %d attempts (last: %s)", path, cfg.max_retries + 1, problem)
-        stats.failed_requests += 1
-        return None
+                return Retry(reason=f"{type(exc).__name__}: {exc}")
+            stats.status[response.status_code] += 1
+            if response.status_code == 200:
+                texts = self._texts(response, len(seeds))
+                if texts is not None:
+                    return texts
+                stats.bad_responses += 1
+                return Retry(reason="a 200 without the expected choices")
+            if response.status_code in FATAL_STATUS:
+                raise ServerSettingsError(f"{url} answered {response.status_code}: {response.text[:200]}; check "
+                                          f"--openai-base-urls, --openai-model and ${cfg.api_key_env}")
+            if response.status_code in RETRY_STATUS:
+                return Retry(parse_retry_after(response.headers.get("retry-after")), f"HTTP {response.status_code}")
+            log.warning("%s answered %s, not retried: %s", url, response.status_code, response.text[:200])
+            return None
+
+        outcome = await acall(send, RetryPolicy(retries=cfg.max_retries, base_s=cfg.backoff_s, max_s=MAX_BACKOFF_S))
+        if isinstance(outcome, Retry):
+            log.warning("giving up on a request to %s after %d attempts (last: %s)", path, cfg.max_retries + 1,
+                        outcome.reason)
+            outcome = None
+        if outcome is None:
+            stats.failed_requests += 1
+        return outcome
 
     def _texts(self, response, n: int) -> list[str] | None:
         """The ``n`` continuations of a 200 response, cut at the stop strings; None when it has not got them."""
@@ -211,9 +213,3 @@ class OpenAICompleter:
             return None
         return [truncate_at_stop(t, self.sampling.stop)[0] for t in texts]
 
-
-def _retry_after(value: str | None) -> float:
-    try:
-        return max(0.0, float(value)) if value else 0.0
-    except ValueError:  # an HTTP date: rare from model servers; fall back to the backoff
-        return 0.0
