@@ -36,6 +36,10 @@ class ArtifactError(ValueError):
     """A model folder that cannot be used as it is: says what is wrong and what to do."""
 
 
+class MissingFile(ArtifactError, FileNotFoundError):
+    """A file of the folder that a stage needs was never written: says which stage writes it."""
+
+
 class Artifact:
     CONFIG = "prm_config.json"
     HEAD = "step_head.safetensors"
@@ -135,14 +139,14 @@ class Artifact:
         from safetensors.torch import load_file
 
         if not self.bf16_path.is_file():
-            raise ArtifactError(f"{self.bf16_path} not found: write it with `prm export {self.folder} --bf16 --calib DATA`")
+            raise MissingFile(f"{self.bf16_path} not found: write it with `prm export {self.folder} --bf16 --calib DATA`")
         return load_file(str(self.bf16_path))
 
     def require(self, name: str | Path, how: str) -> Path:
         """The path of a file the caller needs; ``ArtifactError`` saying ``how`` to make it when it is missing."""
         path = self.path(name)
         if not path.is_file():
-            raise ArtifactError(f"{path} not found: {how}")
+            raise MissingFile(f"{path} not found: {how}")
         return path
 
     def _json(self, name: str) -> dict | None:
@@ -243,5 +247,5 @@ def write_manifest(folder: str | Path) -> dict:
     return Artifact(folder).write_manifest()
 
 
-__all__ = ["Artifact", "ArtifactError", "FORMAT", "HEAD_FILE", "TRAINING_FILE", "check_step_token", "load_scorer",
+__all__ = ["Artifact", "ArtifactError", "FORMAT", "MissingFile", "HEAD_FILE", "TRAINING_FILE", "check_step_token", "load_scorer",
            "load_tokenizer", "new_scorer", "save_artifact", "truncate_layers", "write_manifest"]

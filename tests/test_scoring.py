@@ -225,7 +225,7 @@ def test_export_falls_back_to_the_masked_graph(artifact, tmp_path, monkeypatch):
 
     import onnx
 
-    from prm import export
+    import prm.export.onnx as export  # the module whose EXPORT_PLANS export_onnx reads
     from prm.scoring import Scorer
 
     shutil.copytree(artifact, tmp_path / "model", ignore=shutil.ignore_patterns("*.int8.onnx"))

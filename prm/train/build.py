@@ -35,6 +35,8 @@ def attention_kernel(cfg: TrainConfig, default: str) -> str:
     """The attention implementation to train with (see ``TrainConfig.attention``)."""
     import torch
 
+    if cfg.attention not in ("auto", "eager", "sdpa"):  # also when called without TrainConfig.check
+        raise ValueError(f"--attention must be auto, eager or sdpa, got {cfg.attention!r}")
     if cfg.attention != "auto":
         return cfg.attention
     return "eager" if cfg.bf16 and not torch.cuda.is_available() else default
