@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from data_tools.problems import generate_dataset  # noqa: E402
+from data_tools.synth.problems import generate_dataset  # noqa: E402
 from prm.calibrate import (  # noqa: E402
     METHODS,
     apply_calibration,

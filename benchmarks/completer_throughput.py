@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from data_tools.completers import STOP, RolloutRequest  # noqa: E402
 from data_tools.labelling import render_prefix  # noqa: E402
-from data_tools.problems import generate_dataset  # noqa: E402
+from data_tools.synth.problems import generate_dataset  # noqa: E402
 
 TEMPERATURE, TOP_K, MAX_NEW_TOKENS = 0.5, 50, 40
 

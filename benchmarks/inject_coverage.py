@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from data_tools.answers import answers_match, extract_answer  # noqa: E402
 from data_tools.formats.gsm8k import gold_answer  # noqa: E402
-from data_tools.inject import InjectConfig, inject_errors  # noqa: E402
+from data_tools.synth.inject import InjectConfig, inject_errors  # noqa: E402
 
 
 def main() -> None:

@@ -44,10 +44,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from data_tools.binary_search import binary_label  # noqa: E402
+from data_tools.completers.simulated import SimulatedCompleter, SimulatedConfig  # noqa: E402
 from data_tools.labelling import FEW_SHOT, first_error, mc_label, render_prefix  # noqa: E402
-from data_tools.problems import generate_dataset  # noqa: E402
-from data_tools.simulated import SimulatedCompleter, SimulatedConfig  # noqa: E402
+from data_tools.labelling.binary import binary_label  # noqa: E402
+from data_tools.synth.problems import generate_dataset  # noqa: E402
 
 
 def monotone(hard) -> bool:

@@ -47,7 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from data_tools.problems import generate_dataset  # noqa: E402
+from data_tools.synth.problems import generate_dataset  # noqa: E402
 
 REFUSED = ("429", "503")
 
@@ -275,8 +275,8 @@ def build_tiny(folder: Path) -> Path:
     sys.path.insert(0, str(ROOT / "tests"))
     from tiny_backbone import build_tiny_backbone
 
-    from data_tools.problems import ground_truth_labels
     from data_tools.schema import StepwiseExample
+    from data_tools.synth.problems import ground_truth_labels
     from prm.export import export_onnx
     from prm.train import TrainConfig, train
 

@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from data_tools.problems import generate_dataset  # noqa: E402
 from data_tools.schema import read_jsonl  # noqa: E402
+from data_tools.synth.problems import generate_dataset  # noqa: E402
 from prm.scoring import BACKENDS, Scorer  # noqa: E402
 
 
@@ -102,8 +102,8 @@ def main() -> None:
 
     import torch
 
-    from prm.bf16_weights import write_bf16_weights
     from prm.export import Int8GateError, compare_backends, gate_labels, quantize_int8
+    from prm.export.gptq import write_bf16_weights
     from prm.scoring import ONNX_INT8_FILE
 
     torch.set_num_threads(args.threads)

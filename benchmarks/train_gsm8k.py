@@ -49,8 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from data_tools.formats import read, write  # noqa: E402
-from data_tools.inject import inject_variants  # noqa: E402
 from data_tools.schema import StepwiseExample, read_jsonl  # noqa: E402
+from data_tools.synth.variants import inject_variants  # noqa: E402
 
 GSM8K = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 

@@ -42,8 +42,8 @@ sys.path.insert(0, str(ROOT))
 from transformers import TrainerCallback  # noqa: E402
 
 from data_tools.formats import read  # noqa: E402
-from data_tools.inject import inject_variants  # noqa: E402
 from data_tools.schema import StepwiseExample  # noqa: E402
+from data_tools.synth.variants import inject_variants  # noqa: E402
 
 GSM8K = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_generate)
 
     from data_tools.formats import FORMATS, ConvertConfig
-    from data_tools.inject import INPUT_FORMATS, InjectConfig
+    from data_tools.synth.inject import INPUT_FORMATS, InjectConfig
 
     p = sub.add_parser(
         "convert", help="convert between PRM data formats (prm800k, math-shepherd, processbench, trl, gsm8k, stepwise)",
@@ -50,8 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _generate(args: argparse.Namespace) -> None:
-    from data_tools.problems import generate_dataset
     from data_tools.schema import write_jsonl
+    from data_tools.synth.problems import generate_dataset
 
     n = write_jsonl(args.output, generate_dataset(args.problems, seed=args.seed, min_steps=args.min_steps,
                                                   max_steps=args.max_steps or args.min_steps,
@@ -67,7 +67,7 @@ def _convert(args: argparse.Namespace) -> None:
 
 
 def _inject(args: argparse.Namespace) -> None:
-    from data_tools.inject import InjectConfig, inject_errors
+    from data_tools.synth.inject import InjectConfig, inject_errors
 
     report = inject_errors(args.input, args.output, args.input_format, config_from(args, InjectConfig))
     print(f"wrote {args.output}: {report.summary()}")

@@ -1,7 +1,7 @@
 """``prm`` subcommands for model stages: label, train, calibrate, export.
 
 ``prm label`` sits here, not in ``data_tools.cli``, because its ``hf`` backend loads a model through
-``prm.rollout_model``; the ``openai``, ``vllm`` and ``simulated`` backends never import torch.
+``prm.generation``; the ``openai``, ``vllm`` and ``simulated`` backends never import torch.
 
 Each parses its flags, builds a config, calls one library function and says where the output went.
 """
@@ -15,13 +15,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from data_tools.completers import Sampling
+from data_tools.completers.openai import OpenAIConfig
+from data_tools.completers.simulated import SimulatedConfig
+from data_tools.completers.vllm import VLLMConfig
 from data_tools.flags import add_config_file, add_config_flags, config_from
-from data_tools.label_job import LabelJobConfig
 from data_tools.labelling import METHODS, LabelConfig
-from data_tools.openai_completer import OpenAIConfig
-from data_tools.rollouts import Sampling
-from data_tools.simulated import SimulatedConfig
-from data_tools.vllm_completer import VLLMConfig
+from data_tools.labelling.job import LabelJobConfig
 from prm.calibrate import METHODS as CALIBRATION_METHODS
 
 COMPLETERS = ("hf", "openai", "vllm", "simulated")
@@ -196,7 +196,7 @@ def _register_label(sub: argparse._SubParsersAction) -> None:
 
 
 def _label(args: argparse.Namespace) -> None:
-    from data_tools.label_job import run_label_job
+    from data_tools.labelling.job import run_label_job
 
     label, job, sampling = (config_from(args, cls) for cls in (LabelConfig, LabelJobConfig, Sampling))
     backend = {name: config_from(args, cls, prefix) for name, (cls, prefix) in BACKEND_FLAGS.items()}
@@ -229,17 +229,17 @@ def _completer(args: argparse.Namespace, sampling: Sampling, backend: Any) -> tu
     """The completer, and the settings that decide what it draws (compared when a run is resumed)."""
     drawn = dataclasses.asdict(sampling)
     if args.completer == "simulated":
-        from data_tools.simulated import SimulatedCompleter
+        from data_tools.completers.simulated import SimulatedCompleter
 
         settings = {k: v for k, v in dataclasses.asdict(backend).items() if k != "latency_s"}
         return SimulatedCompleter(backend, args.answer_key), {"completer": "simulated", **settings}
     if args.completer == "openai":
-        from data_tools.openai_completer import OpenAICompleter
+        from data_tools.completers.openai import OpenAICompleter
 
         return OpenAICompleter(backend, sampling), {"completer": "openai", "model": backend.model, "chat": backend.chat,
                                                     "batch_samples": backend.batch_samples, **drawn}
     if args.completer == "vllm":
-        from data_tools.vllm_completer import VLLMCompleter
+        from data_tools.completers.vllm import VLLMCompleter
 
         try:
             completer = VLLMCompleter(backend, sampling)

@@ -139,8 +139,8 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 def generate(run: DemoRun):
     """Problems with gold and injected-error solutions (``prm generate``); ground truth kept apart."""
-    from data_tools.problems import generate_dataset
     from data_tools.schema import StepwiseExample, write_jsonl
+    from data_tools.synth.problems import generate_dataset
 
     cfg = run.cfg
     with run.stage("generate"):
@@ -159,9 +159,9 @@ def label(run: DemoRun, blind, truth: dict):
     """Monte-Carlo rollout labels by the in-process model (``prm label``'s job, from scratch)."""
     import numpy as np
 
-    from data_tools.label_job import LabelJobConfig, run_label_job, runs_path
+    from data_tools.completers import Sampling
     from data_tools.labelling import LabelConfig
-    from data_tools.rollouts import Sampling
+    from data_tools.labelling.job import LabelJobConfig, run_label_job, runs_path
     from data_tools.schema import first_error, read_jsonl
     from prm.generation import hf_completer
 
@@ -210,7 +210,7 @@ def _flat(rows):
 
 def calibrate(run: DemoRun, calib_set, test_set) -> None:
     """Temperature scaling on the calibration split (``prm calibrate``), measured on the test split."""
-    from data_tools.problems import ground_truth_labels
+    from data_tools.synth.problems import ground_truth_labels
     from prm.calibrate import calibrate_artifact
     from prm.eval.metrics import auroc
     from prm.scoring import Scorer
@@ -249,7 +249,7 @@ def serve(run: DemoRun, labelled, test_set) -> None:
     """``bentoml serve`` on 127.0.0.1 (``prm serve``); the test split and fresh problems scored over HTTP."""
     import numpy as np
 
-    from data_tools.problems import generate_dataset, ground_truth_labels
+    from data_tools.synth.problems import generate_dataset, ground_truth_labels
     from prm.eval.metrics import auroc
     from serving.launch import served
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data_tools.completers.protocol import RolloutRequest, Sampling, truncate_at_stop
+from data_tools.flags import opt, problems
 from data_tools.retry import Retry, RetryPolicy, acall, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -58,33 +59,25 @@ class OpenAIConfig:
     """use /chat/completions (question as the user turn, steps as an assistant turn to continue) instead of /completions"""
     api_key_env: str = "OPENAI_API_KEY"
     """environment variable holding the API key, sent as a bearer token when set"""
-    concurrency: int = 32
+    concurrency: int = opt(32, min=1)
     """requests in flight at once, over all servers"""
-    timeout_s: float = 60.0
+    timeout_s: float = opt(60.0, above=0)
     """seconds before a request is abandoned (and retried)"""
-    max_retries: int = 5
+    max_retries: int = opt(5, min=0)
     """retries of a request after a timeout, a connection error, a 429 or a 5xx"""
-    backoff_s: float = 0.5
+    backoff_s: float = opt(0.5, min=0)
     """first retry's longest wait; it doubles per retry (full jitter), up to 30 s"""
     batch_samples: bool = False
     """ask for all of a prefix's samples in one request (n, one seed): fewer requests, rollouts no longer reproducible one by one"""
 
     def problems(self) -> list[str]:
-        out = []
+        out = problems(self, prefix="openai-")
         if not self.base_urls:
             out.append("--openai-base-urls is required with --completer openai (e.g. http://127.0.0.1:8000/v1)")
         out += [f"--openai-base-urls: {u!r} is not an http(s) URL" for u in self.base_urls
                 if not u.startswith(("http://", "https://"))]
         if not self.model:
             out.append("--openai-model is required with --completer openai (the served model's name)")
-        if self.concurrency < 1:
-            out.append(f"--openai-concurrency must be at least 1, got {self.concurrency}")
-        if self.timeout_s <= 0:
-            out.append(f"--openai-timeout-s must be > 0, got {self.timeout_s}")
-        if self.max_retries < 0:
-            out.append(f"--openai-max-retries must be >= 0, got {self.max_retries}")
-        if self.backoff_s < 0:
-            out.append(f"--openai-backoff-s must be >= 0, got {self.backoff_s}")
         return out
 
 

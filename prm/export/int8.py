@@ -76,7 +76,7 @@ def quantize_int8(folder: str | Path, items, labels, gate: Int8Gate | None = Non
 def gate_labels(example) -> list[float | None]:
     """Step labels for the gate: the example's hard labels, or, for a generated problem without
     labels (``prm generate``), the ones its injected error implies (``meta.first_error``)."""
-    from data_tools.problems import ground_truth_labels
+    from data_tools.synth.problems import ground_truth_labels
 
     if example.labels is None and "first_error" in example.meta:
         return [float(x) for x in ground_truth_labels(example)]
