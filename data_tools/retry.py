@@ -92,24 +92,6 @@ def _wait(policy: RetryPolicy, attempt: int, outcome: object) -> float | None:
     return policy.wait(attempt, outcome.retry_after) if isinstance(outcome, Retry) else None
 
 
-def call(send: Callable[[int], T | Retry], policy: RetryPolicy,
-         sleep: Callable[[float], None] = time.sleep) -> T | Retry:
-    """``send(0)``, ``send(1)``, ... until one returns a value that is not a ``Retry`` or the tries run out."""
-    attempt = 0
-    while True:
-        try:
-            outcome = send(attempt)
-        except policy.retry_on:
-            if attempt >= policy.retries:
-                raise
-            outcome = Retry()
-        wait = _wait(policy, attempt, outcome)
-        if wait is None:
-            return outcome
-        sleep(wait)
-        attempt += 1
-
-
 async def acall(send: Callable[[int], Awaitable[T | Retry]], policy: RetryPolicy,
                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> T | Retry:
     """``call`` for a coroutine ``send``; waits with ``asyncio.sleep``."""
@@ -126,3 +108,26 @@ async def acall(send: Callable[[int], Awaitable[T | Retry]], policy: RetryPolicy
             return outcome
         await sleep(wait)
         attempt += 1
+
+
+def call(send: Callable[[int], T | Retry], policy: RetryPolicy,
+         sleep: Callable[[float], None] = time.sleep) -> T | Retry:
+    """``send(0)``, ``send(1)``, ... until one returns a value that is not a ``Retry`` or the tries run out.
+
+    The same loop as ``acall``: a coroutine whose awaits never suspend (``send`` and ``sleep`` are
+    plain calls here) runs to its end in one step, so no event loop is needed, and none is disturbed
+    when the caller is inside one.
+    """
+    async def asend(attempt: int) -> T | Retry:
+        return send(attempt)
+
+    async def asleep(seconds: float) -> None:
+        sleep(seconds)
+
+    loop = acall(asend, policy, asleep)
+    try:
+        loop.send(None)
+    except StopIteration as finished:
+        return finished.value
+    loop.close()
+    raise RuntimeError("retry.call: the loop suspended, which plain calls never do")

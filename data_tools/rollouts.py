@@ -1,10 +1,4 @@
 """Moved: the protocol lives in ``data_tools.completers.protocol``, ``HFCompleter`` in ``prm.generation``."""
 
-from data_tools.completers.protocol import (  # noqa: F401
-    STOP,
-    Completer,
-    RolloutRequest,
-    Sampling,
-    rollout_seed,
-    truncate_at_stop,
-)
+from data_tools.completers import *  # noqa: F403
+from data_tools.completers import __all__  # noqa: F401

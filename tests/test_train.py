@@ -222,6 +222,9 @@ def test_readme_train_commands_run(tiny_backbone, tmp_path, monkeypatch):
     from data_tools.schema import write_jsonl
     from serving.cli import main
 
+    import shutil
+
+    shutil.copytree(Path(__file__).resolve().parent.parent / "configs", tmp_path / "configs")
     monkeypatch.chdir(tmp_path)
     write_jsonl("labelled.jsonl", labelled(8))
     commands = readme_commands("train")
