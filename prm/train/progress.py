@@ -30,7 +30,7 @@ class TrainProgress(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar is None:
             return
-        extra = {"step": f"{state.global_step}/{state.max_steps}"}
+        extra = {}
         if self.loss is not None:
             extra["loss"] = f"{self.loss:.4f}"
         elapsed = time.monotonic() - self.t0
