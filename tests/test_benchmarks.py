@@ -26,7 +26,8 @@ def test_train_gsm8k_leaves_an_artifact_prm_eval_reproduces(tiny_backbone, tmp_p
     out = tmp_path / "g"
     res = run("train_gsm8k.py", "--backbone", str(tiny_backbone), "--layers", "2", "--freeze-layers", "1",
               "--limit", "80", "--heldout", "15", "--calib", "15", "--minutes", "0.5", "--out", str(out))
-    for key in ("f1", "auroc", "ece", "acc_erroneous", "acc_correct", "threshold", "last_step_min_share"):
+    for key in ("injected_error_f1", "injected_error_auroc", "injected_error_ece", "injected_error_acc_erroneous",
+                "injected_error_acc_correct", "threshold", "injected_error_last_step_min_share"):
         assert key in res, key
     assert res["heldout_solutions"] == 30 and res["train_solutions"] > 0
     assert (out / "model" / "calibration.json").is_file()
@@ -34,8 +35,8 @@ def test_train_gsm8k_leaves_an_artifact_prm_eval_reproduces(tiny_backbone, tmp_p
                             str(out / "heldout_processbench.json"), "--threshold-split",
                             str(out / "calib_processbench.json")], capture_output=True, text=True, cwd=ROOT)
     cli = json.loads(again.stdout.strip().splitlines()[-1])
-    assert cli["f1"] == pytest.approx(res["f1"], abs=1e-4)
-    assert cli["step_auroc"] == pytest.approx(res["auroc_to_first_error"], abs=1e-4)
+    assert cli["f1"] == pytest.approx(res["injected_error_f1"], abs=1e-4)
+    assert cli["step_auroc"] == pytest.approx(res["injected_error_auroc_to_first_error"], abs=1e-4)
 
 
 @pytest.mark.slow
