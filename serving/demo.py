@@ -184,9 +184,9 @@ def label(run: DemoRun, blind, truth: dict):
         run.summary.update(labelled_solutions=len(labelled), rollouts=report["rollouts"],
                            rollout_success_rate=round(report["success_rate"], 4),
                            unparseable_rollouts=report["unparseable"],
-                           label_first_error_agreement=round(float(np.mean(agree)), 4))
+                           label_injected_error_agreement=round(float(np.mean(agree)), 4))
     print(f"    {report['rollouts']} rollouts, {report['success_rate']:.1%} reached the gold answer; "
-          f"first-error agreement with injected errors {run.summary['label_first_error_agreement']:.1%}")
+          f"first-error agreement with injected errors {run.summary['label_injected_error_agreement']:.1%}")
     return labelled
 
 
@@ -226,13 +226,13 @@ def calibrate(run: DemoRun, calib_set, test_set) -> None:
         run.summary.update(temperature=round(report["state"]["temperature"], 4),
                            **{k: round(report[k], 4) for k in ("ece_before", "ece_after", "brier_before",
                                                                "brier_after")},
-                           test_auroc=round(auroc(truth_y, calibrated), 4),
-                           test_auroc_raw_steps=round(auroc(truth_y, raw), 4),
+                           injected_error_test_auroc=round(auroc(truth_y, calibrated), 4),
+                           injected_error_test_auroc_raw_steps=round(auroc(truth_y, raw), 4),
                            test_auroc_vs_mc_labels=round(auroc(_flat([e.hard_labels() for e in test_set]),
                                                                calibrated), 4))
     s = run.summary
     print(f"    temperature {s['temperature']:.3f}; ECE {s['ece_before']:.4f} -> {s['ece_after']:.4f}; "
-          f"test-split step AUROC vs injected errors {s['test_auroc']:.3f}")
+          f"test-split step AUROC vs injected errors {s['injected_error_test_auroc']:.3f}")
 
 
 def export(run: DemoRun, test_set) -> None:
@@ -269,7 +269,7 @@ def serve(run: DemoRun, labelled, test_set) -> None:
         run.summary.update(http_scored_solutions=len(results), http_batches=batches,
                            http_vs_inprocess_max_abs_diff=float(f"{np.max(np.abs(http_test - run.test_scores)):.3g}"),
                            heldout_solutions=len(heldout),
-                           heldout_auroc=round(auroc(_flat([ground_truth_labels(e) for e in heldout]),
+                           injected_error_heldout_auroc=round(auroc(_flat([ground_truth_labels(e) for e in heldout]),
                                                      _flat([r["step_scores"] for r in results])), 4))
     print(f"    {len(results)} held-out solutions scored over HTTP in {batches} batches; "
-          f"step AUROC vs injected errors {run.summary['heldout_auroc']:.3f}")
+          f"step AUROC vs injected errors {run.summary['injected_error_heldout_auroc']:.3f}")

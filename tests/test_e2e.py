@@ -10,7 +10,7 @@ import pytest
 
 from serving.demo import DemoConfig, run_demo
 
-REQUIRED = ["labelled_solutions", "label_first_error_agreement", "heldout_auroc", "ece_before", "ece_after",
+REQUIRED = ["labelled_solutions", "label_injected_error_agreement", "injected_error_heldout_auroc", "ece_before", "ece_after",
             "onnx_max_abs_diff", "http_scored_solutions", "seconds_total"]
 
 
@@ -25,7 +25,7 @@ def test_demo_pipeline_end_to_end(tiny_backbone, tmp_path):
     for key in REQUIRED:
         assert key in summary, key
     assert summary["labelled_solutions"] >= 30
-    assert 0.0 <= summary["label_first_error_agreement"] <= 1.0
+    assert 0.0 <= summary["label_injected_error_agreement"] <= 1.0
     assert summary["onnx_max_abs_diff"] <= 1e-4
     assert summary["http_scored_solutions"] == summary["heldout_solutions"] > summary["test_solutions"] > 0
     # what the service answered is what the in-process calibrated scorer computes
