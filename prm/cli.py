@@ -1,7 +1,8 @@
-"""``prm`` subcommands for model stages: label, train, calibrate, export.
+"""``prm`` subcommands for model stages: label, sample, train, calibrate, export, eval.
 
-``prm label`` sits here, not in ``data_tools.cli``, because its ``hf`` backend loads a model through
-``prm.generation``; the ``openai``, ``vllm`` and ``simulated`` backends never import torch.
+``prm label`` and ``prm sample`` sit here, not in ``data_tools.cli``, because their ``hf`` backend
+loads a model through ``prm.generation`` (``prm.completers`` picks the backend); the ``openai``,
+``vllm`` and ``simulated`` backends never import torch.
 
 Each parses its flags, builds a config, calls one library function and says where the output went.
 """
@@ -13,20 +14,14 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
 
-from data_tools.completers import Sampling
-from data_tools.completers.openai import OpenAIConfig
-from data_tools.completers.simulated import SimulatedConfig
-from data_tools.completers.vllm import VLLMConfig
 from data_tools.flags import add_config_file, add_config_flags, config_from
-from data_tools.labelling import METHODS, LabelConfig
+from data_tools.labelling import LabelConfig
 from data_tools.labelling.job import LabelJobConfig
+from data_tools.solutions import SampleConfig
 from prm.calibrate import METHODS as CALIBRATION_METHODS
+from prm.completers import BACKEND_FLAGS, COMPLETERS, add_completer_flags, build_completer, completer_problems  # noqa: F401
 
-COMPLETERS = ("hf", "openai", "vllm", "simulated")
-# Each backend's own flags: (its config class, the flag prefix); flags of the others must stay unset.
-BACKEND_FLAGS = {"openai": (OpenAIConfig, "openai-"), "vllm": (VLLMConfig, "vllm-"), "simulated": (SimulatedConfig, "sim-")}
 FORMAT_HELP = "format of the data files, as prm convert reads them: stepwise, trl, math-shepherd, processbench, prm800k, gsm8k"
 
 
@@ -39,6 +34,7 @@ def _read(fmt: str, paths) -> list:
 
 def register(sub: argparse._SubParsersAction) -> None:
     _register_label(sub)
+    _register_sample(sub)
 
     from prm.train.config import TrainConfig
 
@@ -175,22 +171,12 @@ def _register_label(sub: argparse._SubParsersAction) -> None:
         "Rerun the same command after a crash to finish: done solutions are skipped.")
     p.add_argument("input", help="solutions, in any --format prm convert reads; each needs its gold answer in meta")
     p.add_argument("output", help="labelled stepwise JSONL, appended to (soft labels for mc; meta.hard_labels)")
-    p.add_argument("--completer", choices=COMPLETERS, default="hf",
-                   help="what draws rollouts: hf (a transformers model in-process), openai (OpenAI-compatible "
-                   "servers), vllm (vLLM in-process, GPU), simulated (no model; for tests and benchmarks)")
-    add_config_flags(p, LabelConfig, choices={"method": METHODS})
+    add_config_flags(p, LabelConfig)
     p.add_argument("--few-shot", metavar="FILE", help="text opening every rollout prefix instead of the built-in "
                    "worked examples (an empty file: none)")
     job = p.add_argument_group("job")
     add_config_flags(job, LabelJobConfig)
-    sampling = p.add_argument_group("sampling (hf, openai, vllm)")
-    add_config_flags(sampling, Sampling)
-    hf = p.add_argument_group("hf")
-    hf.add_argument("--backbone", default="smollm2-135m", help="model name or folder (default: embedded SmolLM2-135M)")
-    hf.add_argument("--fp32", action="store_true", help="run in fp32 instead of bf16 (slower; rollouts then do not "
-                    "depend on batching at all)")
-    for name, (cls, prefix) in BACKEND_FLAGS.items():
-        add_config_flags(p.add_argument_group(name), cls, prefix=prefix)
+    add_completer_flags(p, "rollouts")
     add_config_file(p)
     p.set_defaults(func=_label)
 
@@ -198,23 +184,12 @@ def _register_label(sub: argparse._SubParsersAction) -> None:
 def _label(args: argparse.Namespace) -> None:
     from data_tools.labelling.job import run_label_job
 
-    label, job, sampling = (config_from(args, cls) for cls in (LabelConfig, LabelJobConfig, Sampling))
-    backend = {name: config_from(args, cls, prefix) for name, (cls, prefix) in BACKEND_FLAGS.items()}
-    problems = label.problems() + job.problems()
-    if args.completer != "simulated":
-        problems += sampling.problems()
-    for name, config in backend.items():
-        if name == args.completer:
-            problems += config.problems()
-            continue
-        for f in dataclasses.fields(config):
-            if getattr(config, f.name) != f.default:
-                flag = "--" + (BACKEND_FLAGS[name][1] + f.name).replace("_", "-")
-                problems.append(f"{flag} is for --completer {name}, not {args.completer}")
+    label, job = config_from(args, LabelConfig), config_from(args, LabelJobConfig)
+    problems = label.problems() + job.problems() + completer_problems(args)
     if problems:
         raise ValueError("invalid prm label flags:\n  " + "\n  ".join(problems))
     few_shot = Path(args.few_shot).read_text(encoding="utf-8") if args.few_shot else None
-    completer, settings = _completer(args, sampling, backend[args.completer] if args.completer in backend else None)
+    completer, settings = build_completer(args, args.answer_key)
     result = run_label_job(args.input, args.output, completer, label, job, settings, few_shot)
     print(json.dumps(result.to_json()))
     report = result.report
@@ -225,27 +200,38 @@ def _label(args: argparse.Namespace) -> None:
                          f"after retries ({report.failed_requests}); rerun the same command to label them")
 
 
-def _completer(args: argparse.Namespace, sampling: Sampling, backend: Any) -> tuple[Any, dict[str, Any]]:
-    """The completer, and the settings that decide what it draws (compared when a run is resumed)."""
-    drawn = dataclasses.asdict(sampling)
-    if args.completer == "simulated":
-        from data_tools.completers.simulated import SimulatedCompleter
+def _register_sample(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sample", help="sample whole solutions to problems from a model and keep the wrong ones (real errors)",
+        description="Sample --samples solutions to each problem of INPUT (GSM8K JSONL by default: any format prm "
+        "convert reads, with the gold answer in meta) from the chosen completer, after worked examples in GSM8K's "
+        "format, one step a line; check each final answer and append the kept solutions to OUTPUT (stepwise JSONL, "
+        "unlabelled, meta.final_answer_correct, meta.reference_solution). Label them afterwards with prm label. "
+        "Rerun the same command after a crash to finish.")
+    p.add_argument("input", help="problems with their gold answers (and reference solutions), see --format")
+    p.add_argument("output", help="stepwise JSONL of the kept solutions, appended to")
+    p.add_argument("--format", default="gsm8k", help=FORMAT_HELP + " (default gsm8k)")
+    add_config_flags(p, SampleConfig)
+    p.add_argument("--few-shot", metavar="FILE", help="text opening every prompt instead of the built-in worked "
+                   "examples (an empty file: none)")
+    add_completer_flags(p, "solutions", {"max_new_tokens": 256})  # a whole GSM8K solution, not one step's rollout
+    add_config_file(p)
+    p.set_defaults(func=_sample)
 
-        settings = {k: v for k, v in dataclasses.asdict(backend).items() if k != "latency_s"}
-        return SimulatedCompleter(backend, args.answer_key), {"completer": "simulated", **settings}
-    if args.completer == "openai":
-        from data_tools.completers.openai import OpenAICompleter
 
-        return OpenAICompleter(backend, sampling), {"completer": "openai", "model": backend.model, "chat": backend.chat,
-                                                    "batch_samples": backend.batch_samples, **drawn}
-    if args.completer == "vllm":
-        from data_tools.completers.vllm import VLLMCompleter
+def _sample(args: argparse.Namespace) -> None:
+    from data_tools.solutions import sample_solutions
 
-        try:
-            completer = VLLMCompleter(backend, sampling)
-        except ImportError as exc:
-            raise ValueError(str(exc)) from None
-        return completer, {"completer": "vllm", "model": backend.model, "dtype": backend.dtype, **drawn}
-    from prm.generation import hf_completer
-
-    return hf_completer(args.backbone, sampling, bf16=not args.fp32)
+    cfg = config_from(args, SampleConfig)
+    problems = cfg.problems() + completer_problems(args)
+    if problems:
+        raise ValueError("invalid prm sample flags:\n  " + "\n  ".join(problems))
+    few_shot = Path(args.few_shot).read_text(encoding="utf-8") if args.few_shot else None
+    completer, settings = build_completer(args, cfg.answer_key)
+    report = sample_solutions(args.input, args.output, completer, cfg, args.format, few_shot, settings)
+    print(json.dumps(report.to_json()))
+    print(f"wrote {report.written} solutions to {args.output} ({report.wrong} wrong and {report.right} right of "
+          f"{report.sampled} sampled for {report.problems} problems; {report.no_answer} without a final answer)")
+    if report.failed_requests:
+        raise SystemExit(f"prm sample: {report.failed_requests} problems were not sampled: completer requests failed "
+                         "after retries; rerun the same command to sample them")
