@@ -32,7 +32,14 @@ class Encoded:
 
 
 class TooLongError(ValueError):
-    pass
+    """An input that does not fit the limit; ``tokens`` it needs and the ``limit`` (when known)."""
+
+    def __init__(self, message: str, tokens: int | None = None, limit: int | None = None):
+        super().__init__(message)
+        self.tokens, self.limit = tokens, limit
+
+    def __reduce__(self):  # pickles with its numbers (a plain ValueError would lose them)
+        return type(self), (str(self), self.tokens, self.limit)
 
 
 def encode(tokenizer, sep_id: int, prompt: str, steps: Sequence[str], labels: Sequence | None = None,
@@ -57,8 +64,9 @@ def place_labels(prompt_ids: list[int], step_ids: list[list[int]], sep_id: int, 
     if body_len > max_length:
         if not drop_overflow:
             raise TooLongError(
-                f"the steps alone take {body_len} tokens but the model's limit is {max_length}; "
-                "shorten the solution, split it, or use a model with a longer max_length")
+                f"the steps alone take {body_len} tokens but the model's limit is {max_length}; shorten the "
+                "solution, split it, or raise the limit (max_length) where the backbone's positions allow",
+                tokens=body_len, limit=max_length)
         while kept and sum(len(s) + 1 for s in step_ids[:kept]) > max_length:
             kept -= 1
         body_len = sum(len(s) + 1 for s in step_ids[:kept])

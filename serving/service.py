@@ -19,8 +19,9 @@ bodies are answered by ``serving.guard`` (400/401/413/415), wrong fields by Bent
 (400), and the limits below by 413. Every setting is a field of ``serving.settings.ServeConfig``
 (``prm serve --help`` lists them with their defaults), handed to these processes as ``PRM_*``
 environment variables and read at start-up: ``PRM_MAX_ITEMS`` solutions per request (256),
-``PRM_MAX_STEPS`` steps per solution (128), tokens per solution = the artifact's ``max_length``,
-``PRM_MAX_BODY_BYTES`` (4 MiB), ``PRM_API_TOKEN`` for bearer-token auth.
+``PRM_MAX_STEPS`` steps per solution (128), ``PRM_MAX_LENGTH`` tokens per solution (0: the
+artifact's ``max_length``; more, up to the backbone's positions, is extrapolation and the worker logs
+a WARNING), ``PRM_MAX_BODY_BYTES`` (4 MiB), ``PRM_API_TOKEN`` for bearer-token auth.
 
 Overload is refused at once rather than queued: ``PRM_MAX_CONCURRENCY`` requests in flight (64;
 BentoML answers the next with a 429), and ``PRM_MAX_WAIT_MS`` (30000): a request whose solutions,
@@ -88,7 +89,8 @@ class PRMInference:
         tune_batcher(settings.batch_max_hold_ms / 1000, settings.batch_tick_ms / 1000)
         folder = Path(os.environ.get("PRM_MODEL_DIR", "prm_model"))
         backend = settings.backend or ("onnx" if (folder / ONNX_FILE).is_file() else "torch")
-        self.scorer = Scorer(folder, backend=backend, threads=settings.threads or None)
+        self.scorer = Scorer(folder, backend=backend, threads=settings.threads or None,
+                             max_length=settings.max_length or None)
         # Rows per forward pass. On a CPU a solution costs about what it costs alone, and padding
         # solutions of other lengths to one another only adds work: demo model, one thread, ~185 ms of
         # CPU per solution alone, ~200 sorted in batches of 16, ~250 in unsorted groups of 8, which is
@@ -105,8 +107,18 @@ class PRMInference:
         """Calibrated step scores of each solution (a solution too long for the model says so instead)."""
         with self._lock:
             scored = self.scorer.score_each([(i.prompt, i.steps) for i in items])
-        return [StepScores(too_long=str(s)) if isinstance(s, Exception) else StepScores(step_scores=s)
+        return [StepScores(too_long=self._too_long(s)) if isinstance(s, Exception) else StepScores(step_scores=s)
                 for s in scored]
+
+    def _too_long(self, exc: Exception) -> str:
+        """Why a solution was refused, with this server's limit and how to raise it."""
+        limit, positions = self.scorer.max_length, self.scorer.position_limit
+        if positions is not None and limit >= positions:
+            return (f"{exc} (this server scores up to {limit} tokens per solution, all of the backbone's "
+                    "positions: `prm serve --max-length N` cannot raise it further)")
+        room = f", up to the backbone's {positions} positions" if positions is not None else ""
+        return (f"{exc} (this server scores up to {limit} tokens per solution; start it with "
+                f"`prm serve --max-length N` or PRM_MAX_LENGTH=N to raise that{room})")
 
     def __is_ready__(self) -> bool:
         return getattr(self, "ready", False)
@@ -190,7 +202,7 @@ class PRMService:
         scored = await self._infer(items)
         for n, s in enumerate(scored):
             if s.too_long is not None:
-                raise too_large(f"a solution is too long for the model (solution {n}): {s.too_long}")
+                raise too_large(f"solution {n} is too long for the model: {s.too_long}")
         return [s.step_scores for s in scored]
 
     async def _infer(self, items: list[Item]) -> list[StepScores]:

@@ -30,6 +30,10 @@ class ServeConfig:
     """solutions per request; more get a 413"""
     max_steps: int = opt(128, min=1)
     """steps per solution; more get a 413"""
+    max_length: int = opt(0, min=0)
+    """tokens per solution (prompt + steps); 0: the artifact's max_length, the length it was trained at.
+    More scores longer solutions, up to the backbone's positions (a WARNING says that is extrapolation);
+    a longer solution gets a 413"""
     max_body_bytes: int = opt(4 << 20, min=1024)
     """request body size in bytes; more get a 413"""
     api_token: str = ""

@@ -283,3 +283,132 @@ def test_readme_eval_commands_run(tiny_artifact, tmp_path, monkeypatch, capsys):
         res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert ("f1" in res) if argv[1] == "processbench" else ("prm" in res), argv
     assert Path("scores.jsonl").is_file()
+
+
+# --- solutions too long to score: counted, listed, never a free hit ---------------------------------
+
+class _RefusingScorer(_FakeScorer):
+    """``_FakeScorer`` that refuses the prompts in ``too_long`` as ``Scorer`` does (``score`` raises,
+    ``score_each`` puts the error in place)."""
+
+    def __init__(self, table, too_long):
+        super().__init__(table)
+        self.too_long = too_long
+        self.progress = []
+
+    def score(self, items, progress=None):
+        from prm.tokenization import TooLongError
+
+        self.progress.append(progress)
+        if any(prompt in self.too_long for prompt, _ in items):
+            raise TooLongError("the steps alone take 2000 tokens but the model's limit is 1024", 2000, 1024)
+        return super().score(items, progress)
+
+    def score_each(self, items, progress=None):
+        from prm.tokenization import TooLongError
+
+        self.progress.append(progress)
+        return [TooLongError("the steps alone take 2000 tokens but the model's limit is 1024", 2000, 1024)
+                if prompt in self.too_long else list(self.table[prompt]) for prompt, _ in items]
+
+
+def test_processbench_counts_refused_solutions_as_misses(monkeypatch, tmp_path, caplog):
+    import logging
+
+    from data_tools.formats import read
+    from prm.eval import run
+
+    rows = list(read("processbench", FIXTURES / "processbench.json"))  # labels 1, -1, 0, -1
+    # every prediction would match: 1, -1, 0, -1
+    table = {rows[0].prompt: [0.9, 0.2, 0.1], rows[1].prompt: [0.8, 0.9],
+             rows[2].prompt: [0.3, 0.3, 0.3, 0.2], rows[3].prompt: [0.9, 0.8]}
+    fake = _RefusingScorer(table, too_long={rows[0].prompt, rows[1].prompt})  # one erroneous, one correct
+    monkeypatch.setattr(run, "make_scorer", lambda model, cfg: fake)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "prm_config.json").write_text("{}")
+    dump = tmp_path / "scores.jsonl"
+    with caplog.at_level(logging.WARNING, logger="prm.eval.run"):
+        res = run.run_processbench(str(model), str(FIXTURES / "processbench.json"), run.ScoreConfig(),
+                                   run.ProcessBenchConfig(dump_scores=str(dump)))
+    # the refused erroneous one is an error not found, the refused correct one is not passed: half of each
+    # class, where leaving them out would have read 1.0 and 1.0
+    assert (res["acc_erroneous"], res["acc_correct"], res["f1"], res["n"]) == (0.5, 0.5, 0.5, 4)
+    assert res["refused"] == {"count": 2, "ids": ["gsm8k-0", "gsm8k-1"]}
+    assert res["subsets"]["gsm8k"]["f1"] == 0.0 and res["subsets"]["math"]["f1"] == 1.0
+    # the step-score metrics read the scored solutions: rows 2 and 3 ([F], [T, T])
+    assert res["step_auroc"] == pytest.approx(auroc([0, 1, 1], [0.3, 0.9, 0.8]))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "2 of 4 solutions too long" in warnings[0] and "limit 1024" in warnings[0]
+    assert "gsm8k-0, gsm8k-1" in warnings[0] and "--max-length" in warnings[0]
+    dumped = [json.loads(line) for line in dump.read_text().splitlines()]
+    assert [d["prediction"] for d in dumped] == [None, None, 0, -1]
+    assert "limit is 1024" in dumped[0]["refused"] and "refused" not in dumped[2]
+    assert set(fake.progress) == {"prm eval"}  # the progress display stays
+
+    # run.score: None in place of a refused solution
+    assert run.score(fake, rows) == [None, None, table[rows[2].prompt], table[rows[3].prompt]]
+
+
+def _too_long(ex, words=1500):
+    """The same solution, made too long for any limit the tiny artifact has: a long first step."""
+    from data_tools.schema import StepwiseExample
+
+    return StepwiseExample(ex.prompt, ["Let me restate the problem: " + "word " * words] + ex.steps, ex.labels,
+                           dict(ex.meta))
+
+
+def test_cli_processbench_scores_past_a_too_long_solution(tiny_artifact, tmp_path):
+    base = json.loads((FIXTURES / "processbench.json").read_text())
+    long_rows = [dict(base[0], id="gsm8k-90"), dict(base[1], id="gsm8k-91")]  # erroneous, correct
+    for row in long_rows:
+        row["steps"] = ["Let me restate the problem: " + "word " * 1500] + row["steps"]
+        row["label"] = row["label"] + 1 if row["label"] >= 0 else -1
+    data = tmp_path / "with_long.json"
+    data.write_text(json.dumps(base + long_rows))
+
+    out = _cli("processbench", str(tiny_artifact), str(FIXTURES / "processbench.json"))
+    assert out.returncode == 0, out.stderr
+    alone = json.loads(out.stdout.strip().splitlines()[-1])
+    assert alone["refused"] == {"count": 0, "ids": []}
+    out = _cli("processbench", str(tiny_artifact), str(data))
+    assert out.returncode == 0, out.stderr  # the long ones no longer end the run
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["refused"] == {"count": 2, "ids": ["gsm8k-90", "gsm8k-91"]} and res["n"] == 6
+    # the same 4 scored as before, and one more miss on each side
+    assert res["acc_erroneous"] == pytest.approx(alone["acc_erroneous"] * 2 / 3)
+    assert res["acc_correct"] == pytest.approx(alone["acc_correct"] * 2 / 3)
+    assert res["step_auroc"] == pytest.approx(alone["step_auroc"], abs=1e-6)
+    assert "2 of 6 solutions too long" in out.stderr and "gsm8k-90, gsm8k-91" in out.stderr
+
+
+def test_cli_bon_never_picks_a_refused_candidate(tiny_artifact, tmp_path):
+    from data_tools.problems import generate_dataset
+    from data_tools.schema import write_jsonl
+
+    cands = generate_dataset(12, seed=5)  # per problem: the gold solution and one wrong one
+    assert [c.meta["id"] for c in cands[:4]] == ["p00000-gold", "p00000-err", "p00001-gold", "p00001-err"]
+    # problem 0 loses its right candidate, problem 1 both
+    cands[:4] = [_too_long(cands[0]), cands[1], _too_long(cands[2]), _too_long(cands[3])]
+    path, dump = tmp_path / "cands.jsonl", tmp_path / "dump.jsonl"
+    write_jsonl(path, cands)
+    out = _cli("bon", str(tiny_artifact), str(path), "--agg", "min", "--dump-scores", str(dump))
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["refused"] == {"count": 3, "ids": ["p00000-gold", "p00001-gold", "p00001-err"]}
+    assert res["problems_all_refused"] == 1 and res["n_problems"] == 12
+    # what needs no scores still counts every candidate
+    assert (res["oracle"], res["random"], res["majority"]) == (1.0, pytest.approx(0.5), pytest.approx(0.5))
+    # the PRM's pick among the scored candidates only; a problem with none scored is a wrong pick
+    rows = [json.loads(line) for line in dump.read_text().splitlines()]
+    picks = []
+    for problem in dict.fromkeys(r["problem"] for r in rows):
+        scored = [r for r in rows if r["problem"] == problem and r["score"] is not None]
+        best = max((r["score"] for r in scored), default=None)
+        tied = [r["correct"] for r in scored if r["score"] == best]
+        picks.append(sum(tied) / len(tied) if tied else 0.0)
+    assert picks[:2] == [0.0, 0.0]
+    assert res["prm"] == pytest.approx(sum(picks) / len(picks))
+    assert res["by_n"][str(2)]["prm"] == pytest.approx(res["prm"])  # N = 2 is every candidate
+    assert sum(r["score"] is None and "limit is" in r["refused"] for r in rows) == 3
+    assert "3 of 24 candidates too long" in out.stderr and "p00000-gold, p00001-gold, p00001-err" in out.stderr

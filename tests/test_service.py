@@ -133,3 +133,19 @@ def test_beam_search_and_best_of_n_through_the_service(client):
     assert sum(1 for _, s in calls if len(s) == 1) <= 2  # only beam_width beams are expanded at depth 1
     index, scores = best_of_n(prm, "Tom has 5 apples.", [b.steps for b in beams])
     assert scores[index] == max(scores)
+
+
+def test_a_solution_too_long_gets_a_413_naming_the_limit_and_the_flag(client, artifact):
+    from prm.scoring import Scorer
+    from prm.tokenization import TooLongError
+
+    scorer = Scorer(artifact, backend="onnx")
+    long = {"prompt": "Q", "steps": ["word " * 300]}
+    with pytest.raises(TooLongError):
+        scorer.encode(long["prompt"], long["steps"])
+    body = {"items": [{"prompt": "Q", "steps": ["x"]}, long]}
+    resp = client.post("/score", json=body)
+    assert resp.status_code == 413
+    for needle in ("solution 1 is too long", f"limit is {scorer.max_length}", f"up to {scorer.max_length} tokens",
+                   "prm serve --max-length"):
+        assert needle in resp.text, (needle, resp.text)

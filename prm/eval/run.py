@@ -5,11 +5,22 @@ metrics themselves are the pure functions of ``prm.eval.metrics``. Ground truth 
 labels (``StepwiseExample.hard_labels()``: ``meta.hard_labels``, or soft labels counted as right
 above 0, the one rule of ``data_tools.schema``), so ProcessBench files, our injected-error GSM8K and
 any labelled stepwise file evaluate alike.
+
+A solution too long for the scoring limit (``--max-length``, else the artifact's) does not stop the
+run: the others are scored, and the refused ones are listed in the result (``refused``: count and
+ids) and in one warning line. They are never a free hit. ProcessBench counts a refused solution as a
+miss: an erroneous one as an error not found, a correct one as not passed. Best-of-N cannot pick a
+refused candidate: the PRM's pick and the PRM-weighted vote use the scored candidates of a problem
+only (a problem with none scored counts as a wrong pick and a wrong weighted vote), while majority
+vote, the random pick and the oracle, which need no scores, still count every candidate. Metrics
+read off step scores (step AUROC, ECE, the last-step shares) cover the scored solutions, and a
+threshold chosen on ``--threshold-split`` is chosen on its scored solutions.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,8 +59,9 @@ class ScoreConfig:
     batch_size: int = opt(16, min=1)
     """solutions per forward pass (sorted by length, so batches pad little)"""
     max_length: int = opt(0, min=0)
-    """longest input in tokens, 0 for the artifact's own; raise it for long solutions (the backbone's
-    position limit permitting): a solution whose steps do not fit is an error, never silently cut"""
+    """longest input in tokens, 0 for the artifact's own; raise it for long solutions, up to the backbone's
+    positions (past the trained length a WARNING says the scores are extrapolation): a solution whose
+    steps do not fit is never cut, it is refused, listed and counted as a miss"""
     threads: int = opt(0, min=0)
     """CPU threads for scoring (0: all cores)"""
     raw: bool = False
@@ -121,13 +133,42 @@ def make_scorer(model: str | Path, cfg: ScoreConfig):
                   calibrated=not cfg.raw, max_length=cfg.max_length or None)
 
 
-def score(scorer, examples: Sequence[StepwiseExample]) -> list[list[float]]:
+def score(scorer, examples: Sequence[StepwiseExample], progress: str = "prm eval") -> list[list[float] | None]:
+    """Step scores per solution; None for one too long for ``scorer`` (``score_each`` says why)."""
+    return [None if isinstance(s, Exception) else s for s in score_each(scorer, examples, progress)]
+
+
+def score_each(scorer, examples: Sequence[StepwiseExample], progress: str = "prm eval") -> list:
+    """Step scores per solution, with a ``TooLongError`` in place of each one too long for ``scorer``.
+
+    ``scorer.score`` first: it encodes every solution before its first forward pass, so a solution that
+    does not fit costs only that encoding before ``scorer.score_each`` scores the rest around it.
+    """
     from prm.tokenization import TooLongError
 
+    items = [(e.prompt, e.steps) for e in examples]
     try:
-        return scorer.score([(e.prompt, e.steps) for e in examples], progress="prm eval")
-    except TooLongError as exc:
-        raise ValueError(f"{exc} (pass --max-length N to score longer inputs)") from None
+        return scorer.score(items, progress=progress)
+    except TooLongError:
+        return scorer.score_each(items, progress=progress)
+
+
+def example_id(ex: StepwiseExample, n: int) -> str:
+    """How a solution is named in reports: meta.id, else where it was read from, else its index."""
+    ident = ex.meta.get("id")
+    return str(ident) if ident is not None else ex.origin or f"#{n}"
+
+
+def refused_report(examples: Sequence[StepwiseExample], scored: Sequence, what: str, where: str, counted: str) -> dict:
+    """``{"count", "ids"}`` of the refused solutions, and one warning line naming them."""
+    bad = [n for n, s in enumerate(scored) if isinstance(s, Exception)]
+    ids = [example_id(examples[n], n) for n in bad]
+    if bad:
+        limits = {getattr(scored[n], "limit", None) for n in bad} - {None}
+        limit = f" (limit {max(limits)} tokens)" if limits else ""
+        log.warning("%s: %d of %d %s too long to score%s, %s: %s; pass --max-length N to score them (up to the "
+                    "backbone's positions)", where, len(bad), len(examples), what, limit, counted, ", ".join(ids))
+    return {"count": len(bad), "ids": ids}
 
 
 def read_examples(fmt: str, path: str | Path) -> list[StepwiseExample]:
@@ -174,24 +215,35 @@ def run_processbench(model: str, data: str, score_cfg: ScoreConfig, cfg: Process
     if skipped:
         log.warning("%s: %d solutions left out: an unlabelled step comes before any wrong one", data, skipped)
     scorer = make_scorer(model, score_cfg)
-    scores = score(scorer, examples)
+    scored = score_each(scorer, examples)
+    refused = refused_report(examples, scored, "solutions", data, "counted as misses (an erroneous one as its "
+                             "error not found, a correct one as not passed)")
+    scores = [None if isinstance(s, Exception) else s for s in scored]
 
-    threshold, source, split_f1 = (0.5 if cfg.threshold is None else cfg.threshold), "fixed", None
+    threshold, source, split_f1, split_refused = (0.5 if cfg.threshold is None else cfg.threshold), "fixed", None, None
     if cfg.threshold_split:
         split, split_labels, _, _ = first_errors(read_examples(cfg.format, cfg.threshold_split))
-        threshold, split_f1 = choose_threshold(split_labels, score(scorer, split))
+        split_scored = score_each(scorer, split)
+        split_refused = refused_report(split, split_scored, "solutions", cfg.threshold_split,
+                                       "left out of choosing the threshold")
+        kept = [n for n, s in enumerate(split_scored) if not isinstance(s, Exception)]
+        threshold, split_f1 = choose_threshold([split_labels[n] for n in kept], [split_scored[n] for n in kept])
         source = f"max F1 on {cfg.threshold_split}"
 
-    result = processbench(labels, scores, threshold)
+    result = _processbench(labels, scores, threshold)
     result.update(threshold_source=source)
     if split_f1 is not None:
         result["threshold_split_f1"] = split_f1
-    flat_y = [y for h in hards for y in h if y is not None]
-    flat_p = [p for h, s in zip(hards, scores, strict=True) for y, p in zip(h, s, strict=True) if y is not None]
-    result["step_auroc"] = step_auroc(hards, scores)
+        result["threshold_split_refused"] = split_refused
+    ok = [n for n, s in enumerate(scores) if s is not None]  # what the step-score metrics can read
+    ok_hards, ok_scores = [hards[n] for n in ok], [scores[n] for n in ok]
+    flat_y = [y for h in ok_hards for y in h if y is not None]
+    flat_p = [p for h, s in zip(ok_hards, ok_scores, strict=True) for y, p in zip(h, s, strict=True) if y is not None]
+    result["step_auroc"] = step_auroc(ok_hards, ok_scores)
     result["step_ece"] = ece(flat_p, flat_y)
-    result.update(last_step_share(labels, scores))
+    result.update(last_step_share([labels[n] for n in ok], ok_scores))
     result["skipped"] = skipped
+    result["refused"] = refused
 
     subsets = [_subset(ex) for ex in examples]
     names = sorted({s for s in subsets if s is not None})
@@ -199,7 +251,7 @@ def run_processbench(model: str, data: str, score_cfg: ScoreConfig, cfg: Process
         per = {}
         for name in names:
             idx = [i for i, s in enumerate(subsets) if s == name]
-            per[name] = processbench([labels[i] for i in idx], [scores[i] for i in idx], threshold)
+            per[name] = _processbench([labels[i] for i in idx], [scores[i] for i in idx], threshold)
         result["subsets"] = per
         f1s = [m["f1"] for m in per.values()]
         # ProcessBench's table reports the plain mean of the subsets' F1 ("Avg. F1").
@@ -208,10 +260,26 @@ def run_processbench(model: str, data: str, score_cfg: ScoreConfig, cfg: Process
     if cfg.dump_scores:
         from prm.eval.metrics import predicted_first_error
 
-        rows = [{"id": ex.meta.get("id"), "label": y, "prediction": predicted_first_error(s, threshold),
-                 "step_scores": s} for ex, y, s in zip(examples, labels, scores, strict=True)]
+        rows = [{"id": ex.meta.get("id"), "label": y,
+                 "prediction": None if s is None else predicted_first_error(s, threshold), "step_scores": s,
+                 **({"refused": str(z)} if s is None else {})}
+                for ex, y, s, z in zip(examples, labels, scores, scored, strict=True)]
         _write_jsonl(cfg.dump_scores, rows)
     return _jsonable(result)
+
+
+REFUSED = -2
+"""The predicted first error of a refused solution: equal to no label (-1 or a step), so always a miss."""
+
+
+def _processbench(labels: Sequence[int], scores: Sequence[list[float] | None], threshold: float) -> dict:
+    """``prm.eval.metrics.processbench``, with a refused solution (None) counted as a miss."""
+    if all(s is not None for s in scores):
+        return processbench(labels, scores, threshold)  # its checks of labels against step counts
+    from prm.eval.metrics import predicted_first_error, processbench_metrics
+
+    preds = [REFUSED if s is None else predicted_first_error(s, threshold) for s in scores]
+    return {**processbench_metrics(labels, preds), "threshold": threshold}
 
 
 def canonical_answer(answer: str | None) -> str | None:
@@ -254,21 +322,43 @@ def run_bon(model: str, data: str, score_cfg: ScoreConfig, cfg: BestOfNConfig) -
         raise ValueError(f"{data}: no candidate solutions")
     agg = cfg.agg or Artifact(model).config().aggregation
     facts = [candidate_facts(ex, cfg.answer_key) for ex in examples]
-    step_scores = score(make_scorer(model, score_cfg), examples)
+    scored = score_each(make_scorer(model, score_cfg), examples)
+    refused = refused_report(examples, scored, "candidates", data, "left out of the PRM's pick and the weighted "
+                             "vote (never picked; majority, random and oracle still count them)")
+    step_scores = [None if isinstance(s, Exception) else s for s in scored]
     groups: dict[str, list[int]] = {}
     for i, ex in enumerate(examples):
         key = ex.meta.get(cfg.group_by)
         groups.setdefault(f"{cfg.group_by}:{key}" if key is not None else f"prompt:{ex.prompt}", []).append(i)
-    problems = [[Candidate(aggregate(step_scores[i], agg), facts[i][0], facts[i][1]) for i in idx]
+    solution = [None if s is None else aggregate(s, agg) for s in step_scores]
+    problems = [[Candidate(0.0 if solution[i] is None else solution[i], facts[i][0], facts[i][1]) for i in idx]
                 for idx in groups.values()]
     result = {"agg": agg, **best_of_n(problems)}
-    result["by_n"] = {str(k): v for k, v in best_of_n_curve(problems, draws=cfg.draws, seed=cfg.seed).items()}
+    curve = best_of_n_curve(problems, draws=cfg.draws, seed=cfg.seed)
+    if refused["count"]:
+        # The PRM's side sees a refused candidate as one it cannot choose: the lowest score, never right,
+        # and no answer to vote with. Same problems, same candidate order and seed: the curve draws the
+        # same subsets for both sides.
+        picks = [[Candidate(-math.inf, None, False) if solution[i] is None else c for i, c in zip(idx, p, strict=True)]
+                 for idx, p in zip(groups.values(), problems, strict=True)]
+        prm_side = best_of_n(picks)
+        prm_curve = best_of_n_curve(picks, draws=cfg.draws, seed=cfg.seed)
+        for key in _PRM_SIDE:
+            result[key] = prm_side[key]
+            for k in curve:
+                curve[k][key] = prm_curve[k][key]
+    result["problems_all_refused"] = sum(all(solution[i] is None for i in idx) for idx in groups.values())
+    result["by_n"] = {str(k): v for k, v in curve.items()}
+    result["refused"] = refused
     if cfg.dump_scores:
-        rows = [{"problem": key, "answer": facts[i][0], "correct": facts[i][1],
-                 "score": aggregate(step_scores[i], agg), "step_scores": step_scores[i]}
+        rows = [{"problem": key, "answer": facts[i][0], "correct": facts[i][1], "score": solution[i],
+                 "step_scores": step_scores[i], **({"refused": str(scored[i])} if solution[i] is None else {})}
                 for key, idx in groups.items() for i in idx]
         _write_jsonl(cfg.dump_scores, rows)
     return _jsonable(result)
+
+
+_PRM_SIDE = ("prm", "weighted_majority")  # the best-of-N selectors that read PRM scores
 
 
 def _write_jsonl(path: str | Path, rows: Sequence[dict]) -> None:

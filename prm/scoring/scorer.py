@@ -15,10 +15,18 @@ ever drops a step:
     truncate_prompt  (default) keep every step and as much of the END of the prompt as fits;
                      raise ``TooLongError`` when the steps alone do not fit
     error            raise ``TooLongError`` as soon as prompt + steps do not fit
+
+``max_length`` may raise the limit past the length the model was trained at (``prm_config.json``),
+up to the backbone's positions (``max_position_embeddings`` of its ``config.json``: for RoPE models
+the length its position encoding was pretrained for). Past the trained length the step head reads
+states it never saw in training: the scores are extrapolation, and a WARNING says so. Past the
+backbone's positions it is refused (``ValueError``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +41,8 @@ from prm.scoring.calibration import apply_calibration
 from prm.tokenization import TooLongError, encode
 
 OVERFLOW = ("truncate_prompt", "error")
+
+log = logging.getLogger(__name__)
 
 
 def aggregate(step_scores: Sequence[float], how: str) -> float:
@@ -51,9 +61,10 @@ class Scorer:
                  compile: bool | None = None):
         """``source``: an artifact folder, an ``Artifact``, or a ``prm.PRM`` in memory (backend 'torch').
 
-        ``threads``: CPU threads (default all cores); ``max_length``: score inputs longer than the
-        model was trained on, where its positions allow; ``compile``: torch-bf16-gptq compiles
-        unless False.
+        ``threads``: CPU threads (default all cores); ``max_length``: the longest input in tokens
+        (default: the length the model was trained at); longer than that logs a WARNING (the scores are
+        extrapolation), longer than the backbone's positions is a ``ValueError``; ``compile``:
+        torch-bf16-gptq compiles unless False.
         """
         in_memory = hasattr(source, "scorer") and hasattr(source, "tokenizer")
         problems = []
@@ -67,16 +78,23 @@ class Scorer:
             problems.append(f"batch_size must be at least 1, got {batch_size}")
         if problems:
             raise ValueError("; ".join(problems))
+        if max_length is not None and max_length < 1:
+            raise ValueError(f"max_length must be at least 1 (or None for the model's own), got {max_length}")
         if in_memory:
-            self.artifact, self.cfg, self.tokenizer = None, source.config, source.tokenizer
+            # a copy: a raised limit is this scorer's, not the in-memory model's
+            self.artifact, self.cfg, self.tokenizer = None, dataclasses.replace(source.config), source.tokenizer
             self.calibration = source.calibration if calibrated else None
         else:
             self.artifact = source if isinstance(source, Artifact) else Artifact(source)
             self.cfg = self.artifact.config()
             self.tokenizer = self.artifact.tokenizer(self.cfg)
             self.calibration = self.artifact.calibration() if calibrated else None
-        if max_length:  # longer inputs than the model was trained on, where its positions allow
-            self.cfg.max_length = max_length
+        self.trained_length = self.cfg.max_length
+        """The input length the model was trained at (``prm_config.json``'s ``max_length``)."""
+        self.position_limit = _position_limit(source.scorer.backbone.config if in_memory else self.artifact.folder)
+        """The backbone's ``max_position_embeddings`` (None when its config does not say)."""
+        if max_length:
+            self.cfg.max_length = self._checked_length(max_length)
         self.backend, self.batch_size, self.overflow = backend, batch_size, overflow
         runner = BACKENDS[backend](Build(self.artifact, source.scorer if in_memory else None,
                                          threads or max(1, os.cpu_count() or 1), compile))
@@ -87,6 +105,26 @@ class Scorer:
     def folder(self) -> Path | None:
         return None if self.artifact is None else self.artifact.folder
 
+    @property
+    def max_length(self) -> int:
+        """The longest input this scorer takes, in tokens (prompt + steps + separators)."""
+        return self.cfg.max_length
+
+    def _checked_length(self, max_length: int) -> int:
+        """``max_length`` when the backbone's positions allow it (a WARNING past the trained length)."""
+        where = self.folder or "this model"
+        if self.position_limit is not None and max_length > self.position_limit:
+            raise ValueError(f"max_length {max_length} is past the {self.position_limit} positions of the backbone "
+                             f"of {where} (max_position_embeddings in its config.json; it was trained at "
+                             f"{self.trained_length} tokens): use at most {self.position_limit}")
+        if max_length > self.trained_length:
+            room = (f"within the backbone's {self.position_limit} positions" if self.position_limit is not None
+                    else "the backbone's config names no position limit, so it was not checked")
+            log.warning("scoring inputs of up to %d tokens, but %s was trained at %d tokens: scores of solutions "
+                        "longer than %d tokens are extrapolation (%s); check them on long labelled solutions "
+                        "before trusting them", max_length, where, self.trained_length, self.trained_length, room)
+        return max_length
+
     def encode(self, prompt: str, steps: Sequence[str]):
         """One solution as model input under the ``overflow`` policy (``TooLongError`` when it cannot fit)."""
         if self.overflow == "error":
@@ -95,7 +133,7 @@ class Scorer:
                 raise TooLongError(
                     f"prompt + {len(steps)} steps take {len(full.input_ids)} tokens but the model's limit is "
                     f"{self.cfg.max_length}; shorten the input, or use overflow='truncate_prompt' to keep the "
-                    "end of the prompt")
+                    "end of the prompt", tokens=len(full.input_ids), limit=self.cfg.max_length)
             return full
         return encode(self.tokenizer, self.cfg.step_token_id, prompt, steps, None, self.cfg.max_length)
 
@@ -137,9 +175,11 @@ class Scorer:
         """Calibrated step scores per solution (see ``step_logits`` for ``progress``)."""
         return [apply_calibration(z, self.calibration).tolist() for z in self.step_logits(items, progress)]
 
-    def score_each(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[float] | TooLongError]:
+    def score_each(self, items: Sequence[tuple[str, Sequence[str]]],
+                   progress: str | None = None) -> list[list[float] | TooLongError]:
         """Like ``score``, but a solution that cannot fit gets its ``TooLongError`` in its place and the
-        others are still scored (the service's batches mix solutions of several requests)."""
+        others are still scored (the service's batches mix solutions of several requests; an evaluation
+        counts the refused ones instead of stopping at the first)."""
         encoded, failed = [], {}
         for n, (prompt, steps) in enumerate(items):
             try:
@@ -147,5 +187,18 @@ class Scorer:
             except TooLongError as exc:
                 failed[n] = exc
         scores = iter(apply_calibration(z, self.calibration).tolist()
-                      for z in self._step_logits(*self._pad(encoded)))
+                      for z in self._step_logits(*self._pad(encoded), progress=progress))
         return [failed[n] if n in failed else next(scores) for n in range(len(items))]
+
+
+def _position_limit(source) -> int | None:
+    """``max_position_embeddings`` of a backbone config, or of the ``config.json`` in an artifact folder."""
+    if isinstance(source, (str, Path)):
+        from transformers import AutoConfig
+
+        source = AutoConfig.from_pretrained(str(source), trust_remote_code=False)
+    for key in ("max_position_embeddings", "n_positions"):  # n_positions: GPT-2 style configs
+        value = getattr(source, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

@@ -38,8 +38,9 @@ class TrainConfig:
     """Fit the probe on at most this many training rows (a seeded random subset; 0: all)."""
     monotone: bool = False
     """Mark the artifact to score steps by running minimum (see PRMConfig.monotone); training is unchanged."""
-    max_length: int = opt(512, min=8)
-    """Longest input in tokens; longer prompts are cut from the left, steps are never cut."""
+    max_length: int = opt(1024, min=8)
+    """Longest input in tokens (real GSM8K-level solutions need ~1024); longer prompts are cut from the
+    left, and steps past it are dropped whole (never cut), with a warning."""
     label_type: str = opt("soft", choices=("soft", "hard"))
     """'soft' trains toward the label as given (an MC fraction of 0.25 toward 0.25), 'hard' toward
     whether any rollout succeeded (meta.hard_labels, or label > 0)."""
