@@ -217,12 +217,12 @@ def test_lora_trains_adapters_and_saves_a_plain_merged_artifact(tiny_backbone, t
 def test_readme_train_commands_run(tiny_backbone, tmp_path, monkeypatch):
     """Every `prm train` line of the README, with the tiny backbone, one short epoch and checkpoints
     every 2 steps (so that the --resume line has one to resume: the previous line's last)."""
+    import shutil
+
     from test_data_cli import readme_commands
 
     from data_tools.schema import write_jsonl
     from serving.cli import main
-
-    import shutil
 
     shutil.copytree(Path(__file__).resolve().parent.parent / "configs", tmp_path / "configs")
     monkeypatch.chdir(tmp_path)
