@@ -75,3 +75,35 @@ def test_readme_load_test_command_parses():
     for line in lines:
         args = load_test.build_parser().parse_args(shlex.split(re.sub(r"\s+#.*$", "", line))[2:])
         assert args.model == "demo_out/model"
+
+
+MR_GSM8K = Path(__file__).parent / "fixtures" / "mr_gsm8k.jsonl"
+
+
+def test_real_errors_runs_on_mr_gsm8k_rows_and_its_figures_add_up(tiny_artifact, tmp_path):
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"threshold": 0.42, "threshold_source": "max F1 on the calibration split"}))
+    res = run("real_errors.py", str(tiny_artifact), "--data", str(MR_GSM8K), "--summary", str(summary),
+              "--backend", "onnx", "--threads", "1")
+    for key in ("acc_erroneous", "acc_correct", "f1", "acc_erroneous_at_0.5", "acc_correct_at_0.5", "f1_at_0.5",
+                "threshold", "threshold_source", "n_erroneous", "n_correct", "step_auroc_to_first_error",
+                "share_right_step", "share_too_early", "share_too_late", "share_never", "share_refused",
+                "refused_erroneous", "refused_correct", "refused_erroneous_ids", "refused_correct_ids", "by_type"):
+        assert key in res, key
+    # 7 rows: 1 POT left out; 6 wrong solutions of 5 problems, one of which has no reference solution
+    assert res["n_erroneous"] == 6 and res["n_correct"] == 4 and res["pot_rows_left_out"] == 1
+    assert res["no_reference_ids"] == ["0a000000-0000-4000-8000-000000000007"]
+    assert res["threshold"] == 0.42 and str(summary) in res["threshold_source"]
+    shares = [res[f"share_{k}"] for k in ("right_step", "too_early", "too_late", "never", "refused")]
+    assert sum(shares) == pytest.approx(1.0, abs=1e-3) and res["share_right_step"] == pytest.approx(res["acc_erroneous"])
+    assert res["refused_erroneous"] == res["refused_correct"] == 0
+    assert {t: (m["n_erroneous"], m["n_correct"]) for t, m in res["by_type"].items()} == {"original": (3, 2),
+                                                                                          "reversed": (3, 2)}
+
+    # nothing fits in 16 tokens: every solution is refused, listed, and a miss on both sides
+    res = run("real_errors.py", str(tiny_artifact), "--data", str(MR_GSM8K), "--max-length", "16", "--limit", "3",
+              "--threads", "1")
+    assert res["n_erroneous"] == res["refused_erroneous"] == 3 and len(res["refused_erroneous_ids"]) == 3
+    assert res["n_correct"] == res["refused_correct"] == 3 and res["share_refused"] == 1
+    assert res["acc_erroneous"] == res["acc_correct"] == res["f1"] == 0 and res["step_auroc_to_first_error"] is None
+    assert res["threshold"] == 0.5 and res["threshold_source"].startswith("default 0.5")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from data_tools.flags import opt, problems
-from data_tools.formats import gsm8k, math_shepherd, prm800k, processbench, stepwise, trl
+from data_tools.formats import gsm8k, math_shepherd, mr_gsm8k, prm800k, processbench, stepwise, trl
 from data_tools.formats.containers import read_rows, write_rows
 from data_tools.formats.fields import RowLog
 from data_tools.formats.labels import UNLABELLED_POLICIES
@@ -45,10 +45,13 @@ FORMATS: dict[str, Format] = {
                             ("step_tag", "soft_threshold", "unlabelled")),
     "gsm8k": Format(gsm8k.from_row, gsm8k.to_row, ("strip_calculations",)),
     "prm800k": Format(prm800k.from_row, None, ("rating0", "drop_quality_control", "alternatives")),
+    "mr-gsm8k": Format(mr_gsm8k.from_row, None),
 }
 NO_WRITER = {
     "prm800k": "reading keeps one path out of a tree of rated alternatives, so a written file would claim "
                "labels and choices no labeller made; convert to stepwise to keep everything that was read",
+    "mr-gsm8k": "its rows are human annotators' judgements (first wrong step and their reason), so a written "
+                "file would present other labels as theirs; convert to stepwise to keep everything that was read",
 }
 
 
