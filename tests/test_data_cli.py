@@ -67,7 +67,8 @@ def test_inject_errors(tmp_path, capsys):
 
 
 README_INPUTS = {"processbench.json": "processbench.json", "math_shepherd.jsonl": "math_shepherd.jsonl",
-                 "phase2_train.jsonl": "prm800k.jsonl", "gsm8k_train.jsonl": "gsm8k.jsonl"}
+                 "phase2_train.jsonl": "prm800k.jsonl", "gsm8k_train.jsonl": "gsm8k.jsonl",
+                 "labelled_errors.jsonl": "mr_gsm8k.jsonl"}
 
 
 def readme_commands(*names):
