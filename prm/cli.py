@@ -165,9 +165,11 @@ def _export(args: argparse.Namespace) -> None:
 
 def _register_label(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "label", help="label steps by rollouts (Monte-Carlo or binary search), as a resumable, shardable job",
+        "label", help="label steps by rollouts (Monte-Carlo or binary search) or against a reference solution, as a "
+        "resumable, shardable job",
         description="Label every step of INPUT's solutions by rolling out from its prefix and checking final answers "
-        "against meta.answer, and append each labelled solution to OUTPUT (stepwise JSONL) as soon as it is done. "
+        "against meta.answer (or, --method reference, by checking its numbers against the reference solution, with "
+        "no completer), and append each labelled solution to OUTPUT (stepwise JSONL) as soon as it is done. "
         "Rerun the same command after a crash to finish: done solutions are skipped.")
     p.add_argument("input", help="solutions, in any --format prm convert reads; each needs its gold answer in meta")
     p.add_argument("output", help="labelled stepwise JSONL, appended to (soft labels for mc; meta.hard_labels)")
@@ -186,10 +188,14 @@ def _label(args: argparse.Namespace) -> None:
 
     label, job = config_from(args, LabelConfig), config_from(args, LabelJobConfig)
     problems = label.problems() + job.problems() + completer_problems(args)
+    if label.method == "reference":  # no rollouts: refuse what only rollouts use rather than ignore it
+        problems += [f"{flag} is for the rollout methods (mc, binary); --method reference draws no rollouts"
+                     for flag, given in (("--completer", args.completer != "hf"), ("--few-shot", args.few_shot)) if given]
     if problems:
         raise ValueError("invalid prm label flags:\n  " + "\n  ".join(problems))
     few_shot = Path(args.few_shot).read_text(encoding="utf-8") if args.few_shot else None
-    completer, settings = build_completer(args, args.answer_key)
+    # --method reference needs no completer: none is built (hf would load a model for nothing)
+    completer, settings = (None, {}) if label.method == "reference" else build_completer(args, args.answer_key)
     result = run_label_job(args.input, args.output, completer, label, job, settings, few_shot)
     print(json.dumps(result.to_json()))
     report = result.report

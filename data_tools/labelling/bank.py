@@ -24,7 +24,7 @@ from data_tools.flags import opt, problems
 from data_tools.labelling.prompt import render_prefix
 from data_tools.schema import DataError, StepwiseExample
 
-METHODS = ("mc", "binary")
+METHODS = ("mc", "binary", "reference")
 
 
 @dataclass
@@ -32,7 +32,7 @@ class LabelConfig:
     """How steps are labelled (``prm label`` flags of the same names)."""
 
     method: str = opt("mc", choices=METHODS)
-    """mc: roll out from every step's prefix (Math-Shepherd); binary: search for the first wrong step (OmegaPRM)"""
+    """mc: roll out from every step's prefix (Math-Shepherd); binary: search for the first wrong step (OmegaPRM); reference: the first step whose numbers the reference solution does not support (no rollouts, no completer)"""
     rollouts: int = opt(8, min=1)
     """rollouts per step prefix (at most, when a prefix stops early)"""
     early_stop: bool = False
@@ -43,11 +43,15 @@ class LabelConfig:
     """base seed of all rollout seeds"""
     answer_key: str = "answer"
     """meta key holding the gold final answer"""
+    reference_key: str = "reference_solution"
+    """reference: meta key holding the reference solution (GSM8K answer text, <<expr=result>> annotations optional), as prm sample and the mr-gsm8k reader write it"""
 
     def problems(self) -> list[str]:
         out = problems(self)
         if self.early_stop and self.method == "binary":
             out.append("--early-stop is for --method mc (binary search always stops a prefix at its first success)")
+        if self.early_stop and self.method == "reference":
+            out.append("--early-stop is for --method mc (reference labels draw no rollouts)")
         return out
 
 
@@ -72,6 +76,8 @@ class LabelReport:
     """... whose first wrong step, by the hard labels, is that one"""
     completer: dict = field(default_factory=dict)
     """the backend's own counters (HTTP requests, retries, timeouts)"""
+    odd: Counter = field(default_factory=Counter)
+    """reference labels: odd cases met in the solutions (steps without numbers, no final answer)"""
     seconds: float = 0.0
 
     def count(self, example: StepwiseExample | None) -> None:
@@ -95,7 +101,7 @@ class LabelReport:
             "first_error_agreement": (round(self.truth_agreed / self.truth_compared, 4)
                                       if self.truth_compared else None),
             "first_error_compared": self.truth_compared,
-            "unparseable_reasons": dict(self.reasons.most_common(5)),
+            "unparseable_reasons": dict(self.reasons.most_common(5)), "odd_cases": dict(self.odd.most_common()),
             "completer": self.completer, "seconds": round(self.seconds, 2),
             "rollouts_per_s": round(self.rollouts / self.seconds, 2) if self.seconds else None,
         }

@@ -50,6 +50,7 @@ from data_tools.formats.fields import RowLog
 from data_tools.labelling.bank import BatchLabeller, LabelConfig, LabelReport, RolloutBank
 from data_tools.labelling.binary import binary_label_batch
 from data_tools.labelling.mc import mc_label_batch
+from data_tools.labelling.reference import reference_label_batch
 from data_tools.progress import Progress, rate
 from data_tools.schema import DataError, StepwiseExample
 
@@ -112,18 +113,22 @@ def runs_path(output: str | Path) -> Path:
     return out.with_name(out.name + ".runs.jsonl")
 
 
-def run_label_job(input_path: str | Path, output_path: str | Path, completer: Completer,
+def run_label_job(input_path: str | Path, output_path: str | Path, completer: Completer | None,
                   label: LabelConfig | None = None, job: LabelJobConfig | None = None,
                   completer_settings: dict[str, Any] | None = None, few_shot: str | None = None) -> JobResult:
     """Label INPUT into OUTPUT (stepwise JSONL) as described in the module docstring; returns this run's result.
 
     ``completer_settings`` describe what the completer draws (model, sampling): recorded with the
     run and compared on resume, like the label settings. ``few_shot`` replaces the built-in worked
-    examples that open every rollout prefix.
+    examples that open every rollout prefix. ``--method reference`` draws no rollouts: its
+    ``completer`` may be None.
     """
     label, job = label or LabelConfig(), job or LabelJobConfig()
     out = Path(output_path)
     problems = label.problems() + job.problems() + formats.path_problems(input_path, output_path)
+    if completer is None and label.method != "reference":
+        problems.append(f"--method {label.method} rolls out from step prefixes and needs a completer (--completer); "
+                        "--method reference needs none")
     if out.suffix.lower() not in (".jsonl", ".ndjson"):
         problems.append(f"OUTPUT {output_path}: must be a .jsonl file (rows are appended as they finish); "
                         "convert it afterwards with prm convert")
@@ -131,7 +136,9 @@ def run_label_job(input_path: str | Path, output_path: str | Path, completer: Co
         raise ValueError("; ".join(problems))
     shard = job.shard_index()
     settings = json.loads(json.dumps({  # as the run log will read it back (tuples as lists)
-        "label": asdict(label), "input_format": job.input_format, "shard": job.shard, "chunk_size": job.chunk_size,
+        # reference_key only where it decides labels: outputs started before it existed still resume
+        "label": {k: v for k, v in asdict(label).items() if k != "reference_key" or label.method == "reference"},
+        "input_format": job.input_format, "shard": job.shard, "chunk_size": job.chunk_size,
         "completer": completer_settings or {},
         "few_shot_sha256": hashlib.sha256(few_shot.encode()).hexdigest() if few_shot is not None else None}))
     done_ids = _resume(out, settings)
@@ -142,9 +149,12 @@ def run_label_job(input_path: str | Path, output_path: str | Path, completer: Co
             result.already_done += 1
         else:
             todo += 1
-            most_rollouts += (len(ex.steps) - 1) * label.rollouts  # fewer: shared prefixes, early stops
-    labeller: BatchLabeller = (partial(binary_label_batch, trust_final_answer=label.trust_final_answer)
-                               if label.method == "binary" else partial(mc_label_batch, early_stop=label.early_stop))
+            # at most: fewer with shared prefixes and early stops, none for reference labels
+            most_rollouts += (len(ex.steps) - 1) * label.rollouts * (label.method != "reference")
+    labeller: BatchLabeller = {
+        "binary": partial(binary_label_batch, trust_final_answer=label.trust_final_answer),
+        "reference": partial(reference_label_batch, reference_key=label.reference_key),
+    }.get(label.method, partial(mc_label_batch, early_stop=label.early_stop))
     report, start = result.report, time.monotonic()
     jsonl.append_row(runs_path(out), {"event": "start", "time": time.time(), "settings": settings}, sync=True)
     bar = Progress(todo, "prm label", "ex", enabled=job.progress)
@@ -186,6 +196,10 @@ def _shard_examples(input_path: str | Path, job: LabelJobConfig, label: LabelCon
         if label.answer_key not in ex.meta:
             log.bad_row(f"{ex.origin}: no meta['{label.answer_key}'] (the gold answer rollouts are checked against); "
                         "add it, or name the key holding it with --answer-key")
+            continue
+        if label.method == "reference" and not ex.meta.get(label.reference_key):
+            log.bad_row(f"{ex.origin}: no meta['{label.reference_key}'] (the reference solution --method reference "
+                        "checks steps against); add it, or name the key holding it with --reference-key")
             continue
         given = ex.meta.get("id")
         if given is not None:
