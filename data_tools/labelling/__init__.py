@@ -1,7 +1,8 @@
 """Step labels: from rollouts, the prompt (``prompt``), the rollout bank and its report (``bank``),
 Monte-Carlo labels (``mc``) and binary search for the first wrong step (``binary``); without them,
 first errors found against a reference solution (``reference``); and the resumable, sharded
-``prm label`` job (``job``, imported from its module: it reads files through ``formats``).
+``prm label`` job (``job``). ``job`` and ``reference`` are imported from their modules: they read
+through ``formats`` (``reference`` the GSM8K calculations), which this package does not import.
 
 Every name ``data_tools.labelling`` offered as a single module is re-exported here (``first_error``
 from ``data_tools.schema``, which owns the one first-error rule).
@@ -21,9 +22,8 @@ from data_tools.labelling.bank import (
 from data_tools.labelling.binary import binary_label, binary_label_batch
 from data_tools.labelling.mc import mc_label, mc_label_batch
 from data_tools.labelling.prompt import FEW_SHOT, render_prefix
-from data_tools.labelling.reference import reference_label, reference_label_batch
 from data_tools.schema import first_error  # the one rule, on the schema
 
 __all__ = ["FEW_SHOT", "METHODS", "BatchLabeller", "Done", "LabelConfig", "LabelReport", "PrefixKey", "RolloutBank",
            "binary_label", "binary_label_batch", "collect", "first_error", "hash_steps", "mc_label", "mc_label_batch",
-           "reference_label", "reference_label_batch", "render_prefix"]
+           "render_prefix"]
