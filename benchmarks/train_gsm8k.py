@@ -32,8 +32,19 @@ reproduce and serve it.
 
     .venv/bin/python benchmarks/train_gsm8k.py [--minutes 45 --out gsm8k_prm --threads 0]
 
-The last line printed is JSON with ``injected_error_f1``, ``injected_error_auroc``, ``injected_error_ece`` and the
-``threshold`` (which ``benchmarks/real_errors.py`` reads from ``OUT/summary.json``).
+Then, unless ``--no-real``, the model is measured on REAL errors: MR-GSM8K's model-written wrong
+solutions with human first-error labels, against their problems' reference solutions
+(``benchmarks/real_errors.py``, at the threshold chosen on the calibration split); those figures come
+first in ``summary.json`` as ``real_error_*``.
+
+Data sources (the issue's ablation): ``--kinds`` picks the injected error kinds (classic slips,
+operators and operands; or kinds that imitate real errors), ``--style model`` renders every solution
+the way model-written ones look, and ``--sampled FILE`` adds model-written solutions labelled by
+``prm label --method reference``.
+
+The last line printed is JSON with ``real_error_f1`` (with ``--real``), ``injected_error_f1``,
+``injected_error_auroc``, ``injected_error_ece`` and the ``threshold`` (which ``benchmarks/real_errors.py``
+reads from ``OUT/summary.json``).
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ import json
 import logging
 import math
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -57,8 +69,34 @@ from data_tools.synth.variants import inject_variants  # noqa: E402
 GSM8K = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 
 
-def problems_with_variants(path: Path, variants: int, seed: int, limit: int = 0) -> list[list[StepwiseExample]]:
-    """Per problem: its gold solution (all right) then its wrong variants; problems without any left out."""
+KIND_SETS = {"classic": None, "real": "real", "all": "all"}  # None: inject_variants' default kinds
+CALCULATION = re.compile(r"<<[^<>]*>>")
+FINAL = re.compile(r"^####\s*(.+?)\s*$")
+
+
+def model_style(ex: StepwiseExample) -> StepwiseExample:
+    """A solution as model-written ones look: no ``<<...>>`` calculator annotations, and a closing
+    ``The answer is: N`` step after ``#### N``, so that neither side of the data gives itself away by format."""
+    steps = [CALCULATION.sub("", step) for step in ex.steps]
+    labels = list(ex.labels) if ex.labels is not None else None
+    final = FINAL.match(steps[-1]) if steps else None
+    if final:
+        steps.append(f"The answer is: {final.group(1)}")
+        if labels is not None:
+            labels.append(labels[-1])
+    return StepwiseExample(ex.prompt, steps, labels, dict(ex.meta))
+
+
+def problems_with_variants(path: Path, variants: int, seed: int, limit: int = 0, kinds: str = "classic",
+                           style: str = "gsm8k") -> list[list[StepwiseExample]]:
+    """Per problem: its gold solution (all right) then its wrong variants; problems without any left out.
+
+    ``kinds``: classic (slips, operators, operands), real (the error kinds that imitate real ones:
+    wrong quantity, misread relation, dropped step, ...) or all; ``style``: gsm8k (as written) or model
+    (see ``model_style``)."""
+    from data_tools.synth.inject import KIND_GROUPS
+
+    kind_list = KIND_GROUPS[KIND_SETS[kinds]] if KIND_SETS[kinds] else None
     out = []
     for i, gold in enumerate(read("gsm8k", path)):
         if limit and i >= limit:
@@ -66,12 +104,34 @@ def problems_with_variants(path: Path, variants: int, seed: int, limit: int = 0)
         pid = f"gsm8k-{i}"
         gold = StepwiseExample(gold.prompt, gold.steps, [True] * len(gold.steps),
                                dict(gold.meta, problem_id=pid, first_error=-1, correct=True))
-        wrong = inject_variants(gold, random.Random(f"{seed}:{pid}"), variants)
+        rng = random.Random(f"{seed}:{pid}")
+        wrong = inject_variants(gold, rng, variants) if kind_list is None else inject_variants(gold, rng, variants,
+                                                                                               kinds=kind_list)
         for w in wrong:
             w.meta["correct"] = False
         if wrong:
-            out.append([gold, *wrong])
+            group = [gold, *wrong]
+            out.append([model_style(ex) for ex in group] if style == "model" else group)
     return out
+
+
+def attach_sampled(problems: list[list[StepwiseExample]], path: Path, style: str) -> int:
+    """Add labelled model-written solutions (``prm sample`` + ``prm label --method reference``) to their
+    problem's group, matched by the problem text, so that they land in that problem's split; returns
+    how many were attached."""
+    by_prompt = {group[0].prompt: group for group in problems}
+    n = 0
+    for ex in read_jsonl(path):
+        group = by_prompt.get(ex.prompt)
+        if group is None or ex.labels is None:
+            continue
+        hard = ex.hard_labels()
+        row = StepwiseExample(ex.prompt, ex.steps, hard, dict(ex.meta, problem_id=group[0].meta["problem_id"],
+                                                               first_error=ex.first_error(), correct=ex.first_error() == -1,
+                                                               source="sampled"))
+        group.append(model_style(row) if style == "model" else row)
+        n += 1
+    return n
 
 
 def split(problems: list, heldout: int, calib: int, seed: int) -> tuple[list, list, list]:
@@ -120,6 +180,19 @@ def main() -> None:
     parser.add_argument("--variants", type=int, default=1, help="wrong variants per problem")
     parser.add_argument("--limit", type=int, default=0, help="read only the first N GSM8K problems (0: all)")
     parser.add_argument("--extra", help="labelled stepwise JSONL added to the training rows (e.g. prm label output)")
+    parser.add_argument("--kinds", choices=list(KIND_SETS), default="classic",
+                        help="injected error kinds: classic (slips, operators, operands), real (kinds that imitate real "
+                        "errors: wrong quantity, misread relation, dropped step, double count, unit or percent, wrong "
+                        "role) or all")
+    parser.add_argument("--style", choices=("gsm8k", "model"), default="gsm8k",
+                        help="render solutions as GSM8K writes them, or as models do (no <<...>> annotations, a closing "
+                        "'The answer is: N' step)")
+    parser.add_argument("--sampled", help="labelled model-written solutions to GSM8K train problems (prm sample, then "
+                        "prm label --method reference), joined to their problems' splits")
+    parser.add_argument("--real", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure on MR-GSM8K's real errors at the end (benchmarks/real_errors.py)")
+    parser.add_argument("--real-limit", type=int, default=0, help="MR-GSM8K rows to measure on (0: all)")
+    parser.add_argument("--max-length", type=int, default=1024, help="training max length in tokens")
     parser.add_argument("--backbone", default="smollm2-135m")
     parser.add_argument("--layers", type=int, default=21, help="backbone layers kept (SmolLM2-135M has 30)")
     parser.add_argument("--freeze-layers", type=int, default=10)
@@ -164,26 +237,31 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     # 1. data, split by problem
-    problems = problems_with_variants(Path(args.data), args.variants, args.seed, args.limit)
+    problems = problems_with_variants(Path(args.data), args.variants, args.seed, args.limit, args.kinds, args.style)
+    n_sampled = attach_sampled(problems, Path(args.sampled), args.style) if args.sampled else 0
     if len(problems) <= args.heldout + args.calib:
         raise SystemExit(f"{len(problems)} problems with variants: not enough for --heldout {args.heldout} "
                          f"and --calib {args.calib} plus training")
     train_p, calib_p, held_p = split(problems, args.heldout, args.calib, args.seed)
+    # The held-out report stays on gold + injected solutions (comparable across data sources); the
+    # calibration split holds every source, so the threshold is chosen on the data the model learns from.
+    held_p = [[ex for ex in group if ex.meta.get("source") != "sampled"] for group in held_p]
     calib, held = numbered(calib_p), numbered(held_p)
     write("processbench", out / "heldout_processbench.json", held)
     write("processbench", out / "calib_processbench.json", calib)
     pool = [ex for group in train_p for ex in group]
     extra = list(read_jsonl(args.extra)) if args.extra else []
-    print(f"[data] {len(problems)} problems with variants: {len(train_p)} train ({len(pool)} solutions), "
-          f"{len(calib_p)} calibration, {len(held_p)} held out; {len(extra)} extra labelled rows", flush=True)
+    print(f"[data] {len(problems)} problems with variants ({args.kinds} kinds, {args.style} style, {n_sampled} "
+          f"model-written solutions attached): {len(train_p)} train ({len(pool)} solutions), {len(calib_p)} "
+          f"calibration, {len(held_p)} held out; {len(extra)} extra labelled rows", flush=True)
 
     # 2. budget: how many training solutions one epoch can take
     tok = load_tokenizer(resolve_backbone(args.backbone), DEFAULT_STEP_TOKEN)
     sep = tok.convert_tokens_to_ids(DEFAULT_STEP_TOKEN)
     sample = random.Random(args.seed).sample(pool, min(16, len(pool)))
-    lengths = [len(encode(tok, sep, e.prompt, e.steps, None, 512, drop_overflow=True).input_ids) for e in sample]
-    fwd = forward_tokens_per_s(args.backbone, [encode(tok, sep, e.prompt, e.steps, None, 512, drop_overflow=True).input_ids
-                                               for e in sample], True, args.layers)
+    encoded = [encode(tok, sep, e.prompt, e.steps, None, args.max_length, drop_overflow=True).input_ids for e in sample]
+    lengths = [len(ids) for ids in encoded]
+    fwd = forward_tokens_per_s(args.backbone, encoded, True, args.layers)
     budget_s = args.minutes * 60
     n_rows = int(budget_s * fwd / args.cost_ratio / float(np.mean(lengths)))
     groups = list(train_p)
@@ -213,7 +291,7 @@ def main() -> None:
     model_dir = out / "model"
     cfg = TrainConfig(backbone=args.backbone, output_dir=str(model_dir), epochs=1.0, learning_rate=args.lr,
                       batch_size=args.batch_size, num_layers=args.layers, freeze_layers=args.freeze_layers,
-                      label_type="hard", monotone=True, lora_r=args.lora_r, seed=args.seed,
+                      label_type="hard", monotone=True, lora_r=args.lora_r, seed=args.seed, max_length=args.max_length,
                       logging_steps=max(1, math.ceil(len(chosen) / args.batch_size) // 10))
     train(chosen, cfg, callbacks=[budget])
     train_s = time.monotonic() - t0
@@ -277,12 +355,29 @@ def main() -> None:
         "seconds_total": round(time.monotonic() - t_start, 1), "model": str(model_dir),
         "config": {k: v for k, v in vars(args).items()},
     }
+    if args.real:  # the measure that matters, reported first: real model errors (MR-GSM8K), never trained on
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        import real_errors
+
+        t0 = time.monotonic()
+        real = real_errors.main([str(model_dir), "--threshold", str(threshold), "--limit", str(args.real_limit),
+                                 "--max-length", str(args.max_length)])
+        keys = ("f1", "acc_erroneous", "acc_correct", "f1_at_0.5", "acc_erroneous_at_0.5", "acc_correct_at_0.5",
+                "step_auroc_to_first_error", "share_right_step", "share_too_early", "share_too_late", "share_never",
+                "n_erroneous", "n_correct", "refused_erroneous", "refused_correct")
+        summary = {**{f"real_error_{k}": real[k] for k in keys}, "real_error_seconds": round(time.monotonic() - t0, 1),
+                   **summary}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"[report] held-out GSM8K with injected errors: injected-error F1 {summary['injected_error_f1']:.3f} "
           f"(ProcessBench's metric; threshold {threshold:.3f} from the calibration split; "
           f"{summary['injected_error_f1_at_0.5']:.3f} at 0.5), step AUROC {summary['injected_error_auroc']:.3f}, "
           f"ECE {summary['injected_error_ece_before']:.3f} -> {summary['injected_error_ece']:.3f}; artifact in {model_dir}",
           flush=True)
+    if args.real:
+        print(f"[report] REAL errors (MR-GSM8K, {summary['real_error_n_erroneous']} wrong + "
+              f"{summary['real_error_n_correct']} reference solutions): real-error F1 {summary['real_error_f1']}, "
+              f"first errors found {summary['real_error_acc_erroneous']}, correct passed {summary['real_error_acc_correct']}"
+              f" (threshold {threshold:.3f} from the calibration split)", flush=True)
     print(f"[reuse] prm eval processbench {model_dir} {out / 'heldout_processbench.json'} --threshold-split "
           f"{out / 'calib_processbench.json'}   |   prm serve {model_dir}")
     print(json.dumps(summary))

@@ -25,7 +25,10 @@ def run(script, *args, cwd=None):
 def test_train_gsm8k_leaves_an_artifact_prm_eval_reproduces(tiny_backbone, tmp_path):
     out = tmp_path / "g"
     res = run("train_gsm8k.py", "--backbone", str(tiny_backbone), "--layers", "2", "--freeze-layers", "1",
-              "--limit", "80", "--heldout", "15", "--calib", "15", "--minutes", "0.5", "--out", str(out))
+              "--limit", "80", "--heldout", "15", "--calib", "15", "--minutes", "0.5", "--out", str(out),
+              "--kinds", "all", "--style", "model", "--real-limit", "12")
+    assert list(res)[:3] == ["real_error_f1", "real_error_acc_erroneous", "real_error_acc_correct"]  # reported first
+    assert res["real_error_n_erroneous"] == 12
     for key in ("injected_error_f1", "injected_error_auroc", "injected_error_ece", "injected_error_acc_erroneous",
                 "injected_error_acc_correct", "threshold", "injected_error_last_step_min_share"):
         assert key in res, key
