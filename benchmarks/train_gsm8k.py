@@ -193,6 +193,9 @@ def main() -> None:
                         help="measure on MR-GSM8K's real errors at the end (benchmarks/real_errors.py)")
     parser.add_argument("--real-limit", type=int, default=0, help="MR-GSM8K rows to measure on (0: all)")
     parser.add_argument("--max-length", type=int, default=1024, help="training max length in tokens")
+    parser.add_argument("--train-solutions", type=int, default=0,
+                        help="train on this many solutions (one epoch, whole problems) with no time budget, so that runs "
+                        "on a loaded machine compare (0: as many as --minutes allows)")
     parser.add_argument("--backbone", default="smollm2-135m")
     parser.add_argument("--layers", type=int, default=21, help="backbone layers kept (SmolLM2-135M has 30)")
     parser.add_argument("--freeze-layers", type=int, default=10)
@@ -262,8 +265,8 @@ def main() -> None:
     encoded = [encode(tok, sep, e.prompt, e.steps, None, args.max_length, drop_overflow=True).input_ids for e in sample]
     lengths = [len(ids) for ids in encoded]
     fwd = forward_tokens_per_s(args.backbone, encoded, True, args.layers)
-    budget_s = args.minutes * 60
-    n_rows = int(budget_s * fwd / args.cost_ratio / float(np.mean(lengths)))
+    budget_s = args.minutes * 60 if not args.train_solutions else float("inf")
+    n_rows = args.train_solutions or int(budget_s * fwd / args.cost_ratio / float(np.mean(lengths)))
     groups = list(train_p)
     random.Random(args.seed + 1).shuffle(groups)
     chosen, taken = [], 0
