@@ -2,8 +2,9 @@
 
 Reads GSM8K or stepwise JSONL through ``data_tools.formats``, leaves out solutions not known to be
 correct, draws each problem's variants (``variants``) from a seed derived from (seed, problem id) so
-a run can be resumed, and reports coverage. ``calculations`` reads the steps, ``variants`` corrupts
-them; ``data_tools.synth.problems`` owns the demo's synthetic problems and their own, simpler
+a run can be resumed, and reports coverage (and, for problems without a variant, why).
+``calculations`` reads the steps, ``variants`` corrupts them (``real_errors`` for the kinds like real
+errors); ``data_tools.synth.problems`` owns the demo's synthetic problems and their own, simpler
 injection.
 """
 
@@ -22,9 +23,10 @@ from data_tools.formats.fields import RowLog
 from data_tools.formats.gsm8k import CALCULATION
 from data_tools.schema import StepwiseExample, is_right
 from data_tools.synth.problems import ERROR_KINDS
-from data_tools.synth.variants import inject_variants
+from data_tools.synth.variants import ALL_KINDS, REAL_ERROR_KINDS, inject_variants
 
 INPUT_FORMATS = {"gsm8k": "gsm8k", "jsonl": "stepwise"}
+KIND_GROUPS = {"all": ALL_KINDS, "real": REAL_ERROR_KINDS}
 
 
 @dataclass
@@ -36,7 +38,9 @@ class InjectConfig:
     variants: int = opt(1, min=1)
     """wrong variants per problem, at most (distinct errors)"""
     kinds: tuple[str, ...] = ERROR_KINDS
-    """error kinds to draw from: slip, operator, operand"""
+    """error kinds to draw from: slip, operator, operand (arithmetic slips); wrong_quantity,
+    misread_relation, dropped_step, double_count, unit_or_percent, wrong_role (like real model
+    errors); 'real' names those six, 'all' every kind"""
     with_gold: bool = False
     """also write each problem's correct solution (all steps labelled right) before its variants"""
     strip_calculations: bool = False
@@ -48,10 +52,15 @@ class InjectConfig:
         out = problems(self)
         if input_format not in INPUT_FORMATS:
             out.append(f"--format must be one of {', '.join(INPUT_FORMATS)}, got {input_format!r}")
-        bad = [k for k in self.kinds if k not in ERROR_KINDS]
+        bad = [k for k in self.kinds if k not in ALL_KINDS and k not in KIND_GROUPS]
         if bad or not self.kinds:
-            out.append(f"--kinds must name some of {', '.join(ERROR_KINDS)}, got {','.join(self.kinds) or 'none'}")
+            out.append(f"--kinds must name some of {', '.join(ALL_KINDS + tuple(KIND_GROUPS))}, "
+                       f"got {','.join(self.kinds) or 'none'}")
         return out
+
+    def error_kinds(self) -> tuple[str, ...]:
+        """``kinds`` with 'all' and 'real' spelled out, each kind once, in the order given."""
+        return tuple(dict.fromkeys(k for name in self.kinds for k in KIND_GROUPS.get(name, (name,))))
 
 
 @dataclass
@@ -62,6 +71,8 @@ class InjectReport:
     not_correct: int = 0
     log: RowLog = field(default_factory=RowLog)
     by_kind: Counter = field(default_factory=Counter)
+    no_variant: Counter = field(default_factory=Counter)
+    """problems without a variant, by the commonest reason ("kind: reason")"""
     seconds: float = 0.0
 
     @property
@@ -75,6 +86,8 @@ class InjectReport:
                 f"({', '.join(f'{k} {v}' for k, v in sorted(self.by_kind.items()))}) in {self.seconds:.1f} s")
         if self.not_correct:
             text += f"; {self.not_correct} solutions not known to be correct were left out"
+        if self.no_variant:
+            text += "; without a variant: " + ", ".join(f"{n} ({why})" for why, n in self.no_variant.most_common(3))
         return text + self.log.note()
 
 
@@ -93,6 +106,7 @@ def inject_errors(input_path: str | Path, output_path: str | Path, input_format:
         raise ValueError("; ".join(problems))
     start = time.perf_counter()
     report = InjectReport(log=RowLog(skip_invalid=config.skip_invalid))
+    kinds = config.error_kinds()
 
     def examples() -> Iterator[StepwiseExample]:
         for n, example in enumerate(formats.read(INPUT_FORMATS[input_format], input_path, report.log)):
@@ -105,7 +119,8 @@ def inject_errors(input_path: str | Path, output_path: str | Path, input_format:
             base = dict(example.meta, id=pid, problem_id=pid)
             gold = StepwiseExample(example.prompt, example.steps, [True] * len(example.steps),
                                    dict(base, id=f"{pid}-gold", first_error=-1, error_kind=None))
-            variants = inject_variants(gold, random.Random(f"{config.seed}:{pid}"), config.variants, config.kinds)
+            variants = inject_variants(gold, random.Random(f"{config.seed}:{pid}"), config.variants, kinds,
+                                       why=report.no_variant)
             for k, variant in enumerate(variants):
                 variant.meta["id"] = f"{pid}-err{k}"
             report.with_variant += bool(variants)

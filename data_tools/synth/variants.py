@@ -12,11 +12,17 @@ wrong (``meta["first_error"]``, ``meta["error_kind"]``). Later steps use the rou
 recomputed result. What is not promised: that a number which merely equals a changed value (a
 coincidence in the question) is left alone, or that the prose around a wrong operator still reads
 naturally.
+
+These are the default kinds (``ERROR_KINDS``); ``real_errors`` adds kinds that imitate real model
+errors (``REAL_ERROR_KINDS``: a wrong quantity, a misread relation, a dropped step, a double count,
+a percentage or unit mishandled, a result in the wrong role), drawn here when ``kinds`` names them.
+Asking only for the default kinds draws exactly what it drew before those existed.
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -35,6 +41,9 @@ from data_tools.synth.calculations import (
     render,
 )
 from data_tools.synth.problems import ERROR_KINDS, ground_truth_labels
+from data_tools.synth.real_errors import NO_SITE, REAL_ERROR_KINDS, Solution, real_error
+
+ALL_KINDS = ERROR_KINDS + REAL_ERROR_KINDS
 
 # A wrong operator keeps the text's own symbols: "x" becomes "/", "÷" becomes "×".
 _SWAP = {"+": "-", "-": "+", "−": "+", "*": "/", "x": "/", "×": "÷", "/": "*", "÷": "×"}
@@ -135,8 +144,13 @@ def _rewrite(step: Step, new: dict[int, Fraction], ops: dict[int, str]) -> str:
 
 
 def inject_variants(example: StepwiseExample, rng: random.Random, n: int = 1,
-                    kinds: Sequence[str] = ERROR_KINDS, gold: str | None = None) -> list[StepwiseExample]:
-    """Up to ``n`` distinct wrong variants of a correct solution (fewer when no valid error exists)."""
+                    kinds: Sequence[str] = ERROR_KINDS, gold: str | None = None,
+                    why: Counter | None = None) -> list[StepwiseExample]:
+    """Up to ``n`` distinct wrong variants of a correct solution (fewer when no valid error exists).
+
+    ``kinds`` may name any of ``ALL_KINDS``. When no variant at all comes out, ``why`` (if given)
+    counts the commonest reason, as "kind: reason" ("no calculation" when there is nothing to change).
+    """
     gold = gold if gold is not None else example.meta.get("answer") or extract_answer(example.steps[-1])
     if gold is None:
         return []
@@ -147,24 +161,47 @@ def inject_variants(example: StepwiseExample, rng: random.Random, n: int = 1,
     # Changing a value that also appears in the question risks rewriting an unrelated number that
     # merely equals it, so such calculations are tried last.
     candidates.sort(key=lambda c: steps[c[0]].tokens[steps[c[0]].calcs[c[1]].result].value in question_values)
+    solution = Solution(example.prompt, list(example.steps), steps) if set(kinds) & set(REAL_ERROR_KINDS) else None
     out: list[StepwiseExample] = []
     seen: set[tuple[str, ...]] = set()
+    failed: Counter = Counter()
     for si, ci, kind in candidates:
         if len(out) == n:
             break
         # A draw can fail (a negative count later on, an unchanged final answer): try a few per choice.
-        for _ in range(DRAWS_PER_CHOICE):
-            inj = _propose(si, ci, steps[si].calcs[ci], steps[si].tokens, kind, rng)
-            wrong = _carry(steps, inj) if inj else None
-            if wrong is None or tuple(wrong) in seen or wrong[si] == example.steps[si]:
+        for _ in range(1 if kind == "dropped_step" else DRAWS_PER_CHOICE):  # dropped_step draws nothing
+            detail = None
+            if solution is not None and kind in REAL_ERROR_KINDS:
+                made = real_error(solution, si, ci, kind, rng)
+                if isinstance(made, str):
+                    failed[f"{kind}: {made}"] += 1
+                    continue
+                wrong, first, detail = made
+            else:
+                inj = _propose(si, ci, steps[si].calcs[ci], steps[si].tokens, kind, rng)
+                wrong, first = _carry(steps, inj) if inj else None, si
+                if wrong is None:
+                    failed[f"{kind}: no valid carry (a negative or undefined value)"] += 1
+                    continue
+            if tuple(wrong) in seen or wrong[first] == example.steps[first]:
+                failed[f"{kind}: a duplicate or no change"] += 1
                 continue
             final = extract_answer(wrong[-1])
             if final is None or answers_match(final, str(gold)).correct:
+                failed[f"{kind}: final answer unchanged"] += 1
                 continue
             seen.add(tuple(wrong))
-            meta = dict(example.meta, answer=str(gold), first_error=si, error_kind=kind, wrong_answer=final)
+            meta = dict(example.meta, answer=str(gold), first_error=first, error_kind=kind, wrong_answer=final)
+            if detail is not None:
+                meta["error_detail"] = detail
+                if len(wrong) != len(example.steps):
+                    meta.pop("gsm8k_layout", None)  # the layout of the solution with every step
             variant = StepwiseExample(example.prompt, wrong, None, meta)
             variant.labels = list(ground_truth_labels(variant))
             out.append(variant)
             break
+    if why is not None and not out:
+        # An error that was tried and refused says more than places where the kind does not apply.
+        refused = Counter({k: v for k, v in failed.items() if k.split(": ", 1)[1] not in NO_SITE})
+        why[(refused or failed).most_common(1)[0][0] if failed else "no calculation"] += 1
     return out
