@@ -38,9 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "inject-errors", help="turn correct solutions into wrong ones with a known first wrong step",
-        description="Write stepwise JSONL: for each correct solution in INPUT, wrong variants with one "
-        "calculation corrupted (a slip, a wrong operator or a wrong operand) and carried through the later "
-        "steps; labels are right before the error and wrong from it on (meta.first_error, meta.error_kind).")
+        description="Write stepwise JSONL: for each correct solution in INPUT, wrong variants with one error "
+        "(a slip, a wrong operator or a wrong operand by default; --kinds real for errors like real ones: a wrong "
+        "quantity, a misread relation, a dropped step, ...) carried through the later steps; labels are right before "
+        "the error and wrong from it on (meta.first_error, meta.error_kind).")
     p.add_argument("input", help="GSM8K JSONL (question, answer) or stepwise JSONL")
     p.add_argument("output", help="stepwise JSONL to write")
     p.add_argument("--format", dest="input_format", choices=list(INPUT_FORMATS), default="gsm8k",
