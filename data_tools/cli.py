@@ -49,6 +49,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_flags(p, InjectConfig)
     p.set_defaults(func=_inject)
 
+    p = sub.add_parser(
+        "consensus", help="keep the step labels two label sources agree on (e.g. Monte-Carlo and reference-guided)",
+        description="Match FIRST's solutions to SECOND's (by meta.id, else prompt and steps) and write FIRST's "
+        "solutions with each step's hard label kept where both sources agree and unlabelled where they differ "
+        "(training skips unlabelled steps); prints how much was kept and how often the first errors agree.")
+    p.add_argument("first", help="labelled solutions (the rows written out)")
+    p.add_argument("second", help="the same solutions labelled by another source")
+    p.add_argument("output", help="stepwise JSONL to write")
+    p.add_argument("--format", default="stepwise", help="format of FIRST and SECOND, as prm convert reads them")
+    p.add_argument("--first-error-only", action="store_true",
+                   help="keep only the solutions whose first wrong step both sources agree on, with all their labels")
+    p.set_defaults(func=_consensus)
+
 
 def _generate(args: argparse.Namespace) -> None:
     from data_tools.schema import write_jsonl
@@ -72,3 +85,18 @@ def _inject(args: argparse.Namespace) -> None:
 
     report = inject_errors(args.input, args.output, args.input_format, config_from(args, InjectConfig))
     print(f"wrote {args.output}: {report.summary()}")
+
+
+def _consensus(args: argparse.Namespace) -> None:
+    import json
+
+    from data_tools.formats import read
+    from data_tools.labelling.consensus import ConsensusReport, consensus
+    from data_tools.schema import write_jsonl
+
+    report = ConsensusReport()
+    rows = consensus(read(args.format, args.first), read(args.format, args.second), args.first_error_only, report)
+    write_jsonl(args.output, rows)
+    print(json.dumps(report.to_json()))
+    print(f"wrote {len(rows)} solutions to {args.output}: {report.steps_kept} of {report.steps} step labels kept, first "
+          f"errors agree on {report.same_first_error} of {report.matched} solutions ({report.unmatched} unmatched)")
