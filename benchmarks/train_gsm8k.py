@@ -87,13 +87,30 @@ def model_style(ex: StepwiseExample) -> StepwiseExample:
     return StepwiseExample(ex.prompt, steps, labels, dict(ex.meta))
 
 
+def reference_consensus(gold: StepwiseExample, wrong: list[StepwiseExample]) -> list[StepwiseExample]:
+    """Each injected variant with the labels that the injection and the reference labeller (``prm label
+    --method reference``, the gold solution as its reference) agree on; variants with none left are dropped."""
+    from data_tools.labelling.consensus import agree
+    from data_tools.labelling.reference import judge
+
+    reference, answer = "\n".join(gold.steps), str(gold.meta["answer"])
+    out = []
+    for w in wrong:
+        first = judge(w.prompt, w.steps, reference, answer).first_error
+        judged = StepwiseExample(w.prompt, w.steps, [first < 0 or i < first for i in range(len(w.steps))])
+        both = agree(w, judged)
+        if any(lab is not None for lab in both.labels):
+            out.append(StepwiseExample(w.prompt, w.steps, both.labels, w.meta))
+    return out
+
+
 def problems_with_variants(path: Path, variants: int, seed: int, limit: int = 0, kinds: str = "classic",
-                           style: str = "gsm8k") -> list[list[StepwiseExample]]:
+                           style: str = "gsm8k", consensus: bool = False) -> list[list[StepwiseExample]]:
     """Per problem: its gold solution (all right) then its wrong variants; problems without any left out.
 
     ``kinds``: classic (slips, operators, operands), real (the error kinds that imitate real ones:
     wrong quantity, misread relation, dropped step, ...) or all; ``style``: gsm8k (as written) or model
-    (see ``model_style``)."""
+    (see ``model_style``); ``consensus``: keep only the variant steps the reference labeller agrees on."""
     from data_tools.synth.inject import KIND_GROUPS
 
     kind_list = KIND_GROUPS[KIND_SETS[kinds]] if KIND_SETS[kinds] else None
@@ -109,6 +126,8 @@ def problems_with_variants(path: Path, variants: int, seed: int, limit: int = 0,
                                                                                                kinds=kind_list)
         for w in wrong:
             w.meta["correct"] = False
+        if consensus:
+            wrong = reference_consensus(gold, wrong)
         if wrong:
             group = [gold, *wrong]
             out.append([model_style(ex) for ex in group] if style == "model" else group)
@@ -189,6 +208,8 @@ def main() -> None:
                         "'The answer is: N' step)")
     parser.add_argument("--sampled", help="labelled model-written solutions to GSM8K train problems (prm sample, then "
                         "prm label --method reference), joined to their problems' splits")
+    parser.add_argument("--consensus", action="store_true",
+                        help="keep only the injected variants' step labels that the reference labeller agrees with")
     parser.add_argument("--real", action=argparse.BooleanOptionalAction, default=True,
                         help="measure on MR-GSM8K's real errors at the end (benchmarks/real_errors.py)")
     parser.add_argument("--real-limit", type=int, default=0, help="MR-GSM8K rows to measure on (0: all)")
@@ -240,7 +261,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     # 1. data, split by problem
-    problems = problems_with_variants(Path(args.data), args.variants, args.seed, args.limit, args.kinds, args.style)
+    problems = problems_with_variants(Path(args.data), args.variants, args.seed, args.limit, args.kinds, args.style,
+                                      args.consensus)
     n_sampled = attach_sampled(problems, Path(args.sampled), args.style) if args.sampled else 0
     if len(problems) <= args.heldout + args.calib:
         raise SystemExit(f"{len(problems)} problems with variants: not enough for --heldout {args.heldout} "
