@@ -64,6 +64,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -76,6 +78,7 @@ from prm.eval.metrics import auroc, predicted_first_error, processbench_metrics 
 from prm.eval.run import ScoreConfig  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "mr-gsm8k" / "labelled_errors.jsonl"
+CHECKS_ONLY = "checks"
 REFUSED = -2  # the "prediction" of a solution too long to score: never equal to a label, so always a miss
 _FINAL = re.compile(r"^####")
 _ANSWER_IS = re.compile(r"^The answer is\b", re.IGNORECASE)
@@ -180,6 +183,8 @@ def resolve_threshold(model: str, threshold: float | None, summary: str | None) 
         if summary:
             raise ValueError("--threshold and --summary exclude each other: give a threshold or the summary to read it from")
         return threshold, "--threshold"
+    if model == CHECKS_ONLY and not summary:
+        return 0.5, "default 0.5 (the checks alone: a flagged step scores 0.01, every other 1)"
     path = Path(summary) if summary else Path(model).resolve().parent / "summary.json"
     if not path.is_file():
         if summary:
@@ -205,6 +210,11 @@ def resolve_threshold(model: str, threshold: float | None, summary: str | None) 
 
 def score_all(model: str, cfg: ScoreConfig, examples: list[StepwiseExample]) -> tuple[list, list[bool], int]:
     """Step scores per example (None for one refused as too long), whether its prompt was cut to fit, the limit."""
+    if model == CHECKS_ONLY:
+        from prm.scoring.checks import apply_checks
+
+        return [apply_checks(np.ones(len(ex.steps)), ex.prompt, ex.steps).tolist() for ex in examples], \
+            [False] * len(examples), 0
     from prm.eval.run import make_scorer
     from prm.tokenization import TooLongError, encode
 
@@ -275,7 +285,8 @@ def _pct(value) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model", metavar="MODEL", help="PRM artifact folder")
+    ap.add_argument("model", metavar="MODEL", help="PRM artifact folder, or 'checks' for the step checks alone (no model: "
+                                                   "a step they flag scores 0.01, every other 1)")
     ap.add_argument("--data", default=str(DATA), help="MR-GSM8K rows (default ../shared/data/mr-gsm8k/labelled_errors.jsonl "
                                                       "from the repo root)")
     ap.add_argument("--threshold", type=float, help="a step scored below this is predicted wrong")
@@ -296,7 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
         problems.append(f"--limit must be at least 0, got {args.limit}")
     if not Path(args.data).is_file():
         problems.append(f"--data {args.data}: no such file")
-    if not Path(args.model).is_dir():
+    if args.model != CHECKS_ONLY and not Path(args.model).is_dir():
         problems.append(f"MODEL {args.model}: no such folder")
     if problems:
         raise SystemExit("real_errors.py: " + "; ".join(problems))

@@ -26,6 +26,9 @@ class PRMConfig:
     monotone: bool = False
     """Score step i as the minimum of the raw step logits up to i: once a solution has gone wrong it
     stays wrong (first-error semantics). Applied by every scoring backend before calibration."""
+    step_checks: bool = False
+    """Cap the score of a step that is verifiably wrong by its own numbers (false arithmetic, a number from
+    nowhere: ``data_tools.checks``) at ``prm.scoring.checks.CEILING``, after calibration, on every backend."""
     backbone: str = ""
     """Where the backbone came from, for the record."""
 

@@ -90,7 +90,8 @@ class PRMInference:
         folder = Path(os.environ.get("PRM_MODEL_DIR", "prm_model"))
         backend = settings.backend or ("onnx" if (folder / ONNX_FILE).is_file() else "torch")
         self.scorer = Scorer(folder, backend=backend, threads=settings.threads or None,
-                             max_length=settings.max_length or None)
+                             max_length=settings.max_length or None,
+                             checks={"on": True, "off": False}.get(settings.checks))
         # Rows per forward pass. On a CPU a solution costs about what it costs alone, and padding
         # solutions of other lengths to one another only adds work: demo model, one thread, ~185 ms of
         # CPU per solution alone, ~200 sorted in batches of 16, ~250 in unsorted groups of 8, which is

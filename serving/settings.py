@@ -26,6 +26,8 @@ class ServeConfig:
     """scoring backend: torch, torch-bf16, torch-bf16-gptq, onnx, onnx-int8 (empty: onnx when the model is exported, else torch)"""
     threads: int = opt(0, min=0)
     """CPU threads of the model (0: all cores)"""
+    checks: str = opt("artifact", choices=("artifact", "on", "off"))
+    """step checks (a step wrong by its own numbers scores at most 0.01): as the artifact's step_checks says, on, or off"""
     max_items: int = opt(256, min=1)
     """solutions per request; more get a 413"""
     max_steps: int = opt(128, min=1)

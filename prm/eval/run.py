@@ -66,6 +66,9 @@ class ScoreConfig:
     """CPU threads for scoring (0: all cores)"""
     raw: bool = False
     """score with the plain sigmoid of the step logits, ignoring calibration.json"""
+    checks: str = opt("artifact", choices=("artifact", "on", "off"))
+    """step checks (a step wrong by its own numbers scores at most 0.01): as the artifact's step_checks says,
+    or on, or off"""
 
     def problems(self) -> list[str]:
         return problems(self)
@@ -130,7 +133,8 @@ def make_scorer(model: str | Path, cfg: ScoreConfig):
     from prm.scoring import Scorer
 
     return Scorer(model, backend=cfg.backend, batch_size=cfg.batch_size, threads=cfg.threads or None,
-                  calibrated=not cfg.raw, max_length=cfg.max_length or None)
+                  calibrated=not cfg.raw, max_length=cfg.max_length or None,
+                  checks={"on": True, "off": False}.get(cfg.checks))
 
 
 def score(scorer, examples: Sequence[StepwiseExample], progress: str = "prm eval") -> list[list[float] | None]:

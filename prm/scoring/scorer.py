@@ -6,8 +6,9 @@ artifact folder (or ``Artifact``), or over a ``PRM`` already in memory (torch on
 with ``prm.tokenization.encode``, sorts by length so each batch pads only to its own longest row,
 runs the backend to get step logits ``[B, T]``, reads them at the separator positions, takes their
 running minimum when the artifact is ``monotone``, and applies the artifact's calibration with
-``prm.calibrate.apply_calibration`` (the same function for every backend). ``Scorer.device`` says
-where it runs.
+``prm.calibrate.apply_calibration`` (the same function for every backend), then, when the artifact's
+``step_checks`` is on, caps the steps that are verifiably wrong by their own numbers
+(``prm.scoring.checks``). ``Scorer.device`` says where it runs.
 
 Inputs longer than the model's ``max_length`` follow an explicit ``overflow`` policy; no policy
 ever drops a step:
@@ -38,6 +39,7 @@ from prm.artifacts import Artifact
 from prm.config import AGGREGATIONS
 from prm.scoring.backends import BACKENDS, Build
 from prm.scoring.calibration import apply_calibration
+from prm.scoring.checks import apply_checks
 from prm.tokenization import TooLongError, encode
 
 OVERFLOW = ("truncate_prompt", "error")
@@ -58,13 +60,14 @@ def aggregate(step_scores: Sequence[float], how: str) -> float:
 class Scorer:
     def __init__(self, source, backend: str = "onnx", batch_size: int = 16, threads: int | None = None,
                  calibrated: bool = True, overflow: str = "truncate_prompt", max_length: int | None = None,
-                 compile: bool | None = None):
+                 compile: bool | None = None, checks: bool | None = None):
         """``source``: an artifact folder, an ``Artifact``, or a ``prm.PRM`` in memory (backend 'torch').
 
         ``threads``: CPU threads (default all cores); ``max_length``: the longest input in tokens
         (default: the length the model was trained at); longer than that logs a WARNING (the scores are
         extrapolation), longer than the backbone's positions is a ``ValueError``; ``compile``:
-        torch-bf16-gptq compiles unless False.
+        torch-bf16-gptq compiles unless False; ``checks``: apply the step checks (default: the artifact's
+        ``step_checks``).
         """
         in_memory = hasattr(source, "scorer") and hasattr(source, "tokenizer")
         problems = []
@@ -96,6 +99,7 @@ class Scorer:
         if max_length:
             self.cfg.max_length = self._checked_length(max_length)
         self.backend, self.batch_size, self.overflow = backend, batch_size, overflow
+        self.checks = self.cfg.step_checks if checks is None else checks
         runner = BACKENDS[backend](Build(self.artifact, source.scorer if in_memory else None,
                                          threads or max(1, os.cpu_count() or 1), compile))
         self._run, self.device, self.model = runner.run, runner.device, runner.model
@@ -173,7 +177,14 @@ class Scorer:
 
     def score(self, items: Sequence[tuple[str, Sequence[str]]], progress: str | None = None) -> list[list[float]]:
         """Calibrated step scores per solution (see ``step_logits`` for ``progress``)."""
-        return [apply_calibration(z, self.calibration).tolist() for z in self.step_logits(items, progress)]
+        return [self._finish(z, item) for z, item in zip(self.step_logits(items, progress), items, strict=True)]
+
+    def _finish(self, logits: np.ndarray, item: tuple[str, Sequence[str]]) -> list[float]:
+        """Step logits -> calibrated probabilities, with the step checks when they are on."""
+        scores = apply_calibration(logits, self.calibration)
+        if self.checks:
+            scores = apply_checks(scores, item[0], item[1], self.cfg.monotone)
+        return scores.tolist()
 
     def score_each(self, items: Sequence[tuple[str, Sequence[str]]],
                    progress: str | None = None) -> list[list[float] | TooLongError]:
@@ -186,8 +197,9 @@ class Scorer:
                 encoded.append(self.encode(prompt, steps))
             except TooLongError as exc:
                 failed[n] = exc
-        scores = iter(apply_calibration(z, self.calibration).tolist()
-                      for z in self._step_logits(*self._pad(encoded), progress=progress))
+        fitting = [item for n, item in enumerate(items) if n not in failed]
+        scores = iter(self._finish(z, item) for z, item in
+                      zip(self._step_logits(*self._pad(encoded), progress=progress), fitting, strict=True))
         return [failed[n] if n in failed else next(scores) for n in range(len(items))]
 
 

@@ -15,6 +15,7 @@ def build_scorer(cfg: TrainConfig):
     scorer, tok, prm_cfg = new_scorer(cfg.backbone, cfg.step_token, cfg.max_length, num_layers=cfg.num_layers)
     prm_cfg.label_type = cfg.label_type
     prm_cfg.monotone = cfg.monotone
+    prm_cfg.step_checks = cfg.step_checks
     scorer.backbone.config._attn_implementation = attention_kernel(cfg, scorer.backbone.config._attn_implementation)
     if cfg.lora_r:
         add_lora(scorer, cfg, prm_cfg.step_token_id)

@@ -38,6 +38,9 @@ class TrainConfig:
     """Fit the probe on at most this many training rows (a seeded random subset; 0: all)."""
     monotone: bool = False
     """Mark the artifact to score steps by running minimum (see PRMConfig.monotone); training is unchanged."""
+    step_checks: bool = False
+    """Mark the artifact to cap the score of a step wrong by its own numbers (false arithmetic, a number from
+    nowhere; see PRMConfig.step_checks); training is unchanged."""
     max_length: int = opt(1024, min=8)
     """Longest input in tokens (real GSM8K-level solutions need ~1024); longer prompts are cut from the
     left, and steps past it are dropped whole (never cut), with a warning."""
