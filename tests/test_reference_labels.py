@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from data_tools.arithmetic import read_step
 from data_tools.formats.gsm8k import CALCULATION
 from data_tools.labelling import LabelConfig
 from data_tools.labelling.job import LabelJobConfig, run_label_job
-from data_tools.arithmetic import read_step
 from data_tools.labelling.reference import judge, reference_label
 from data_tools.schema import StepwiseExample
 from serving.cli import main
