@@ -25,17 +25,26 @@ ProcessBench-format file), ``ece`` after temperature scaling (``ece_before``), t
 and best-of-N over each problem's solutions. The artifact is left in ``OUT/model`` (calibrated),
 with ``OUT/heldout_processbench.json`` and ``OUT/calib_processbench.json``, so that
 
-    prm eval processbench OUT/model OUT/heldout_processbench.json --threshold-split OUT/calib_processbench.json
+    prm eval processbench OUT/model OUT/heldout_processbench.json --threshold-split OUT/calib_processbench.json --checks off
     prm serve OUT/model
 
-reproduce and serve it.
+reproduce the injected-error figures and serve it.
+
+Step checks (``--step-checks``, on by default): the artifact is marked to cap the score of a step that is
+wrong by its own numbers (false arithmetic, a number from nowhere: ``data_tools.checks``), which the
+Scorer, ``prm eval`` and ``prm serve`` then apply. The injected-error figures are the model's alone
+(calibrated, without the checks, at the threshold that maximises its injected-error F1 on the
+calibration split: ``model_only_threshold``), so they compare across runs;
+``injected_error_f1_with_checks`` adds the checks. The artifact's ``threshold`` is chosen the same way on
+the checked scores, as the Scorer gives them.
 
     .venv/bin/python benchmarks/train_gsm8k.py [--minutes 45 --out gsm8k_prm --threads 0]
 
 Then, unless ``--no-real``, the model is measured on REAL errors: MR-GSM8K's model-written wrong
 solutions with human first-error labels, against their problems' reference solutions
 (``benchmarks/real_errors.py``, at the threshold chosen on the calibration split); those figures come
-first in ``summary.json`` as ``real_error_*``.
+first in ``summary.json`` as ``real_error_*`` (as served: with the step checks when they are on), then
+``real_error_model_only_*`` (``--checks off``, at ``model_only_threshold``): what the network catches.
 
 Data sources (the issue's ablation): ``--kinds`` picks the injected error kinds (classic slips,
 operators and operands; or kinds that imitate real errors), ``--style model`` renders every solution
@@ -214,6 +223,9 @@ def main() -> None:
                         help="measure on MR-GSM8K's real errors at the end (benchmarks/real_errors.py)")
     parser.add_argument("--real-limit", type=int, default=0, help="MR-GSM8K rows to measure on (0: all)")
     parser.add_argument("--max-length", type=int, default=1024, help="training max length in tokens")
+    parser.add_argument("--step-checks", action=argparse.BooleanOptionalAction, default=True,
+                        help="mark the artifact to cap steps wrong by their own numbers (data_tools.checks); the "
+                             "threshold is then chosen on the checked scores")
     parser.add_argument("--train-solutions", type=int, default=0,
                         help="train on this many solutions (one epoch, whole problems) with no time budget, so that runs "
                         "on a loaded machine compare (0: as many as --minutes allows)")
@@ -249,6 +261,7 @@ def main() -> None:
     )
     from prm.eval.run import candidate_facts
     from prm.scoring import Scorer, aggregate
+    from prm.scoring.checks import apply_checks
     from prm.tokenization import encode
     from prm.train import TrainConfig, train
 
@@ -317,6 +330,7 @@ def main() -> None:
     cfg = TrainConfig(backbone=args.backbone, output_dir=str(model_dir), epochs=1.0, learning_rate=args.lr,
                       batch_size=args.batch_size, num_layers=args.layers, freeze_layers=args.freeze_layers,
                       label_type="hard", monotone=True, lora_r=args.lora_r, seed=args.seed, max_length=args.max_length,
+                      step_checks=args.step_checks,
                       logging_steps=max(1, math.ceil(len(chosen) / args.batch_size) // 10))
     train(chosen, cfg, callbacks=[budget])
     train_s = time.monotonic() - t0
@@ -337,11 +351,20 @@ def main() -> None:
     scaler = TemperatureScaler().fit(flat(z_cal), flat(y_cal))
     save_calibration(model_dir, scaler.to_json())
     write_manifest(model_dir)
-    p_cal = [apply_calibration(z, scaler.to_json()).tolist() for z in z_cal]
-    p_held = [apply_calibration(z, scaler.to_json()).tolist() for z in z_held]
+
+    # The injected-error figures are the MODEL's (calibrated, no step checks), at its own threshold, so that
+    # they compare across runs; the artifact's `threshold` (which real_errors.py reads) is chosen on the
+    # scores the Scorer gives: calibrated, then the step checks when the artifact has them.
+    p_cal, p_held = ([apply_calibration(z, scaler.to_json()).tolist() for z in zs] for zs in (z_cal, z_held))
     fe_cal, fe_held = [first_error(y) for y in y_cal], [first_error(y) for y in y_held]
-    threshold, calib_f1 = choose_threshold(fe_cal, p_cal)
-    pb, pb05 = processbench(fe_held, p_held, threshold), processbench(fe_held, p_held, 0.5)
+    model_threshold, model_calib_f1 = choose_threshold(fe_cal, p_cal)
+    threshold, calib_f1 = model_threshold, model_calib_f1
+    if args.step_checks:
+        checked = lambda ps, exs: [apply_checks(p, e.prompt, e.steps, monotone=True).tolist()  # noqa: E731
+                                   for p, e in zip(ps, exs, strict=True)]
+        threshold, calib_f1 = choose_threshold(fe_cal, checked(p_cal, calib))
+        with_checks = processbench(fe_held, checked(p_held, held), threshold)
+    pb, pb05 = processbench(fe_held, p_held, model_threshold), processbench(fe_held, p_held, 0.5)
     scorer.cfg.monotone = False
     raw = scorer.step_logits([(e.prompt, e.steps) for e in held])
     cands, i = [], 0
@@ -359,8 +382,11 @@ def main() -> None:
         "injected_error_ece": round(ece(flat(p_held), flat(y_held)), 4),
         "injected_error_acc_erroneous": round(pb["acc_erroneous"], 4),
         "injected_error_acc_correct": round(pb["acc_correct"], 4),
-        "threshold": round(threshold, 4), "threshold_source": "max injected-error F1 on the calibration split",
-        "threshold_calib_f1": round(calib_f1, 4),
+        "threshold": round(threshold, 4), "threshold_source": "max injected-error F1 on the calibration split"
+        + (" (scores with the step checks)" if args.step_checks else ""),
+        "threshold_calib_f1": round(calib_f1, 4), "step_checks": args.step_checks,
+        "model_only_threshold": round(model_threshold, 4),
+        **({"injected_error_f1_with_checks": round(with_checks["f1"], 4)} if args.step_checks else {}),
         "injected_error_f1_at_0.5": round(pb05["f1"], 4),
         "injected_error_acc_erroneous_at_0.5": round(pb05["acc_erroneous"], 4),
         "injected_error_acc_correct_at_0.5": round(pb05["acc_correct"], 4),
@@ -392,9 +418,15 @@ def main() -> None:
                 "n_erroneous", "n_correct", "refused_erroneous", "refused_correct")
         summary = {**{f"real_error_{k}": real[k] for k in keys}, "real_error_seconds": round(time.monotonic() - t0, 1),
                    **summary}
+        if args.step_checks:  # the same measure without the checks: how much of it is the model's
+            alone = real_errors.main([str(model_dir), "--threshold", str(model_threshold), "--limit",
+                                      str(args.real_limit), "--max-length", str(args.max_length), "--checks", "off"])
+            summary = {**{k: v for k, v in summary.items() if k.startswith("real_error_")},
+                       **{f"real_error_model_only_{k}": alone[k] for k in keys[:7]},
+                       **{k: v for k, v in summary.items() if not k.startswith("real_error_")}}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"[report] held-out GSM8K with injected errors: injected-error F1 {summary['injected_error_f1']:.3f} "
-          f"(ProcessBench's metric; threshold {threshold:.3f} from the calibration split; "
+          f"(ProcessBench's metric, the model without step checks; threshold {model_threshold:.3f} from the calibration split; "
           f"{summary['injected_error_f1_at_0.5']:.3f} at 0.5), step AUROC {summary['injected_error_auroc']:.3f}, "
           f"ECE {summary['injected_error_ece_before']:.3f} -> {summary['injected_error_ece']:.3f}; artifact in {model_dir}",
           flush=True)
@@ -403,8 +435,13 @@ def main() -> None:
               f"{summary['real_error_n_correct']} reference solutions): real-error F1 {summary['real_error_f1']}, "
               f"first errors found {summary['real_error_acc_erroneous']}, correct passed {summary['real_error_acc_correct']}"
               f" (threshold {threshold:.3f} from the calibration split)", flush=True)
+        if args.step_checks:
+            print(f"[report] the same without the step checks (the network alone): real-error F1 "
+                  f"{summary['real_error_model_only_f1']}, first errors found "
+                  f"{summary['real_error_model_only_acc_erroneous']}, correct passed "
+                  f"{summary['real_error_model_only_acc_correct']} (threshold {model_threshold:.3f})", flush=True)
     print(f"[reuse] prm eval processbench {model_dir} {out / 'heldout_processbench.json'} --threshold-split "
-          f"{out / 'calib_processbench.json'}   |   prm serve {model_dir}")
+          f"{out / 'calib_processbench.json'} --checks off   |   prm serve {model_dir}")
     print(json.dumps(summary))
 
 

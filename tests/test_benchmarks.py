@@ -34,12 +34,22 @@ def test_train_gsm8k_leaves_an_artifact_prm_eval_reproduces(tiny_backbone, tmp_p
         assert key in res, key
     assert res["heldout_solutions"] == 30 and res["train_solutions"] > 0
     assert (out / "model" / "calibration.json").is_file()
-    again = subprocess.run([sys.executable, "-m", "serving.cli", "eval", "processbench", str(out / "model"),
-                            str(out / "heldout_processbench.json"), "--threshold-split",
-                            str(out / "calib_processbench.json")], capture_output=True, text=True, cwd=ROOT)
-    cli = json.loads(again.stdout.strip().splitlines()[-1])
+    # step checks on by default: the artifact carries them, the network's own figures are reported apart
+    assert res["step_checks"] and json.loads((out / "model" / "prm_config.json").read_text())["step_checks"]
+    for key in ("real_error_model_only_f1", "real_error_model_only_acc_erroneous", "injected_error_f1_with_checks",
+                "model_only_threshold"):
+        assert key in res, key
+
+    def cli_eval(*extra):
+        again = subprocess.run([sys.executable, "-m", "serving.cli", "eval", "processbench", str(out / "model"),
+                                str(out / "heldout_processbench.json"), "--threshold-split",
+                                str(out / "calib_processbench.json"), *extra], capture_output=True, text=True, cwd=ROOT)
+        return json.loads(again.stdout.strip().splitlines()[-1])
+
+    cli = cli_eval("--checks", "off")
     assert cli["f1"] == pytest.approx(res["injected_error_f1"], abs=1e-4)
     assert cli["step_auroc"] == pytest.approx(res["injected_error_auroc_to_first_error"], abs=1e-4)
+    assert cli_eval()["f1"] == pytest.approx(res["injected_error_f1_with_checks"], abs=1e-4)
 
 
 @pytest.mark.slow
