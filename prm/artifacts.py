@@ -2,7 +2,8 @@
 
 ``Artifact(folder)`` owns every file name of the folder and how each is read and written:
 
-    config.json, model.safetensors   backbone (``save_pretrained``, safetensors)
+    config.json, model.safetensors   backbone (safetensors); with a linear step head, written as a stock
+                                     ``<Arch>ForTokenClassification`` with one label (``prm.stock``)
     step_head.safetensors            the step head
     tokenizer files                  with the step separator as an added special token
     prm_config.json                  separator and its id, max length, aggregation, label type
@@ -115,13 +116,17 @@ class Artifact:
         """The ``StepScorer`` (backbone + step head) in eval mode; fp32 unless ``dtype`` says otherwise."""
         import torch
         from safetensors.torch import load_file
-        from transformers import AutoModel
 
         from prm.model import StepScorer
+        from prm.stock import load_backbone
 
-        backbone = AutoModel.from_pretrained(self.folder, dtype=dtype or torch.float32, trust_remote_code=False)
+        backbone, stock = load_backbone(self.folder, dtype)
         scorer = StepScorer(backbone)
         scorer.head.load_state_dict(load_file(self.path(self.HEAD)))
+        if stock is not None and not all(torch.equal(a, b.to(a.dtype)) for a, b in
+                                          ((stock.weight, scorer.head.weight), (stock.bias, scorer.head.bias))):
+            raise ArtifactError(f"{self.folder}: the step head in model.safetensors differs from {self.HEAD}; "
+                                "one of them was changed by hand: restore it, or re-save the model with prm-toolkit")
         return scorer.eval()
 
     def load(self, dtype=None):
@@ -167,9 +172,11 @@ class Artifact:
         """Write a model folder; ``training`` (what the run was) goes to ``training.json``."""
         from safetensors.torch import save_file
 
+        from prm.stock import save_backbone
+
         art = cls(folder)
         art.folder.mkdir(parents=True, exist_ok=True)
-        scorer.backbone.save_pretrained(art.folder, safe_serialization=True)
+        save_backbone(scorer, art.folder)  # a stock token-classification checkpoint where the head allows
         save_file({k: v.detach().contiguous().cpu() for k, v in scorer.head.state_dict().items()}, art.path(cls.HEAD))
         tokenizer.save_pretrained(art.folder)
         art._write_json(cls.CONFIG, cfg.to_json())

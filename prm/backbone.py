@@ -107,15 +107,15 @@ def new_scorer(backbone: str, step_token: str, max_length: int, dtype=None, num_
     the next token (measured with linear probes on SmolLM2-135M), and every later stage gets faster.
     """
     import torch
-    from transformers import AutoModel
 
     from prm.config import PRMConfig
     from prm.model import StepScorer
+    from prm.stock import load_backbone
     from prm.tokenization import check_step_token, load_tokenizer
 
     path = resolve_backbone(backbone)
     tok = load_tokenizer(path, step_token)
-    model = AutoModel.from_pretrained(path, dtype=dtype or torch.float32, trust_remote_code=False)
+    model, _ = load_backbone(path, dtype)  # an artifact folder works as a backbone too
     if num_layers:
         truncate_layers(model, num_layers)
     sep_id = tok.convert_tokens_to_ids(step_token)
