@@ -11,6 +11,7 @@
     onnx/model.onnx                  when exported (``prm export``); onnx/model.int8.onnx with --int8
     bf16/model.safetensors           GPTQ-rounded bf16 weights (``prm export --bf16``)
     training.json                    how it was trained (settings, loss history, tokens seen)
+    README.md                        the model card (``prm.card``), rewritten with the manifest
     manifest.json                    artifact format, versions and sha256 of every file
     checkpoints/                     training state for ``--resume``; not part of the model
 
@@ -202,6 +203,21 @@ class Artifact:
     def _write_json(self, name: str, data: dict, indent: int = 2) -> None:
         self.path(name).write_text(json.dumps(data, indent=indent) + "\n")
 
+    def write_card(self, name: str | None = None) -> Path | None:
+        """``README.md``, the model card (``prm.card``), unless a person wrote it; ``name``: what to load the
+        model by (default: the card's own, else the folder). A failure is logged, never raised: the card
+        describes a model, and must not cost one."""
+        import logging
+
+        from prm.card import write_card
+
+        try:
+            return write_card(self, name)
+        except Exception as exc:  # noqa: BLE001
+            logging.getLogger(__name__).warning("model card not written in %s: %s: %s", self.folder,
+                                                type(exc).__name__, exc)
+            return None
+
     def write_manifest(self) -> dict:
         """``manifest.json``: the artifact format, the versions that wrote it, sha256 of every file."""
         import platform
@@ -209,6 +225,7 @@ class Artifact:
         import torch
         import transformers
 
+        self.write_card()  # before the checksums: the card is one of the files
         files = {}
         for path in sorted(self.folder.rglob("*")):
             rel = path.relative_to(self.folder)

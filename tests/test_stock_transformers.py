@@ -114,3 +114,62 @@ def test_a_head_that_is_not_one_linear_layer_keeps_the_plain_backbone(tiny_backb
     scorer.head = nn.Sequential(nn.Linear(32, 8), nn.ReLU(), nn.Linear(8, 1))
     assert save_backbone(scorer, tmp_path) is False and not is_stock(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["architectures"] == ["LlamaModel"]
+
+
+def front_matter(text: str) -> dict:
+    import yaml
+
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def test_the_model_card_lists_the_training_and_calibration_figures(stock_artifact, tmp_path):
+    import shutil
+
+    from prm.artifacts import Artifact
+    from prm.card import GENERATED
+
+    folder = tmp_path / "model"
+    shutil.copytree(stock_artifact, folder)
+    card = (folder / "README.md").read_text()
+    meta = front_matter(card)
+    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "token-classification"
+    assert meta["prm_toolkit"]["step_token_id"] == json.loads((folder / "prm_config.json").read_text())["step_token_id"]
+    assert meta["prm_toolkit"]["calibration"] == "none" and GENERATED in card
+    for figure in ("`examples` | 24", "`train_loss` | 0.41", "`seconds` | 3.5", "`epochs` | 1 |"):
+        assert figure in card
+    assert "AutoModelForTokenClassification.from_pretrained" in card and "step_tag_id" in card
+    assert "README.md" in json.loads((folder / "manifest.json").read_text())["files"]
+    Artifact(folder).save_calibration({"method": "temperature", "temperature": 1.6814})  # calibration rewrites it
+    card = (folder / "README.md").read_text()
+    assert front_matter(card)["prm_toolkit"]["calibration"] == "temperature"
+    assert "sigmoid(z / 1.6814)" in card and "`temperature` | 1.6814" in card and '"logit_sigma": 1.6814' in card
+    Artifact(folder).write_card("org/tiny-prm")  # a name sticks through later rewrites
+    Artifact(folder).write_manifest()
+    card = (folder / "README.md").read_text()
+    assert 'from_pretrained("org/tiny-prm")' in card and front_matter(card)["prm_toolkit"]["name"] == "org/tiny-prm"
+    (folder / "README.md").write_text("# my own card\n")  # a person's card is never overwritten
+    Artifact(folder).write_manifest()
+    assert (folder / "README.md").read_text() == "# my own card\n"
+
+
+def test_the_card_snippet_runs_and_gives_the_calibrated_scores(stock_artifact, tmp_path):
+    """The card's plain-transformers code, run as a user would copy it, equals ``PRM.score``."""
+    import re
+    import shutil
+
+    import numpy as np
+
+    from prm import PRM
+    from prm.artifacts import Artifact
+
+    folder = tmp_path / "model"
+    shutil.copytree(stock_artifact, folder)
+    cfg = json.loads((folder / "prm_config.json").read_text())
+    (folder / "prm_config.json").write_text(json.dumps({**cfg, "monotone": True}))
+    Artifact(folder).save_calibration({"method": "platt", "a": 0.8, "b": -0.2})
+    code = re.search(r"```python\n(import torch.*?)```", (folder / "README.md").read_text(), re.DOTALL).group(1)
+    scope: dict = {}
+    exec(code, scope)  # noqa: S102
+    want = PRM.from_pretrained(folder).score([(scope["prompt"], scope["steps"])])[0]
+    np.testing.assert_allclose(scope["p"].numpy(), want, atol=1e-5)
