@@ -79,6 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_export)
 
     _register_eval(sub)
+    _register_push(sub)
 
 
 def _register_eval(sub: argparse._SubParsersAction) -> None:
@@ -241,3 +242,25 @@ def _sample(args: argparse.Namespace) -> None:
     if report.failed_requests:
         raise SystemExit(f"prm sample: {report.failed_requests} problems were not sampled: completer requests failed "
                          "after retries; rerun the same command to sample them")
+
+
+def _register_push(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("push", help="upload an artifact to the Hugging Face Hub (load it back with PRM.from_pretrained)",
+                       description="Name MODEL's model card after REPO_ID, refresh its manifest, create the model "
+                       "repository if needed and upload the folder in one commit (checkpoints/ stays behind). The "
+                       "token is huggingface_hub's: HF_TOKEN, `hf auth login`, or --token.")
+    p.add_argument("model", help="artifact folder")
+    p.add_argument("repo_id", help="the Hub model repository, ORG/NAME")
+    p.add_argument("--private", action="store_true", help="create the repository private (an existing one keeps its setting)")
+    p.add_argument("--revision", help="branch to commit to (default: main)")
+    p.add_argument("--token", help="a Hugging Face token (default: HF_TOKEN or the saved login)")
+    p.add_argument("--message", help="commit message")
+    p.set_defaults(func=_push)
+
+
+def _push(args: argparse.Namespace) -> None:
+    from prm.hub import push
+
+    url = push(args.model, args.repo_id, token=args.token, private=args.private or None, revision=args.revision,
+               message=args.message)
+    print(f"pushed {args.model} to {args.repo_id}: {url}")

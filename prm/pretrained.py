@@ -1,8 +1,8 @@
 """``PRM``: a whole trained PRM in memory, as one artifact folder holds it.
 
 ``PRM.from_pretrained(folder)`` loads an artifact (checking the separator id against the
-tokenizer); ``save_pretrained(folder)`` writes one, LoRA adapters merged into plain weights;
-``score`` returns calibrated step probabilities exactly as ``prm score`` and the service do.
+tokenizer) from a folder or a Hugging Face Hub id (``prm.hub``); ``save_pretrained(folder)`` writes
+one, LoRA adapters merged into plain weights; ``score`` returns calibrated step probabilities exactly as ``prm score`` and the service do.
 """
 
 from __future__ import annotations
@@ -21,8 +21,13 @@ class PRM:
         self.scorer, self.tokenizer, self.config, self.calibration = scorer, tokenizer, config, calibration
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, dtype=None) -> PRM:
-        art = Artifact(folder)
+    def from_pretrained(cls, folder: str | Path, dtype=None, revision: str | None = None,
+                        token: str | None = None) -> PRM:
+        """From an artifact folder, or a Hugging Face Hub id (``org/name``: downloaded once into the
+        Hugging Face cache; ``revision`` a branch, tag or commit; ``prm.hub.resolve``)."""
+        from prm.hub import resolve
+
+        art = Artifact(resolve(folder, revision=revision, token=token))
         scorer, tok, cfg = art.load(dtype)
         return cls(scorer, tok, cfg, art.calibration())
 
