@@ -122,7 +122,7 @@ class Artifact:
         from prm.stock import load_backbone
 
         backbone, stock = load_backbone(self.folder, dtype)
-        scorer = StepScorer(backbone)
+        scorer = StepScorer(backbone, self.config().head)  # linear, or an imported PRM's mlp
         scorer.head.load_state_dict(load_file(self.path(self.HEAD)))
         if stock is not None and not all(torch.equal(a, b.to(a.dtype)) for a, b in
                                           ((stock.weight, scorer.head.weight), (stock.bias, scorer.head.bias))):

@@ -80,6 +80,35 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     _register_eval(sub)
     _register_push(sub)
+    _register_import(sub)
+
+
+def _register_import(sub: argparse._SubParsersAction) -> None:
+    from prm.families import FAMILIES, ImportConfig
+
+    p = sub.add_parser("import", help="turn a public PRM's Hugging Face folder into an artifact (Qwen, Math-Shepherd, ...)",
+                       description="Read the PRM in SOURCE (a local Hugging Face folder, safetensors weights) as FAMILY "
+                       "renders and scores it, and write it to OUT as an artifact that prm calibrate, export, eval, score "
+                       "and serve use as they are. The README lists each family's input rendering and score rule.")
+    p.add_argument("family", choices=list(FAMILIES), help="how SOURCE renders its input and reads its step scores")
+    p.add_argument("source", help="the model's local folder (config.json, tokenizer, *.safetensors)")
+    p.add_argument("out", help="the artifact folder to write (new or empty)")
+    add_config_flags(p, ImportConfig)
+    p.set_defaults(func=_import)
+
+
+def _import(args: argparse.Namespace) -> None:
+    import re
+
+    from prm.families import ImportConfig, import_prm
+
+    cfg = config_from(args, ImportConfig)
+    for name in ("separator", "prompt_template", "joiner"):  # \n, \t and \\ as typed on a command line
+        setattr(cfg, name, re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), "\\"),
+                                  getattr(cfg, name)))
+    report = import_prm(args.family, args.source, args.out, cfg)
+    print(json.dumps(report))
+    print(f"imported {args.family} PRM written to {args.out}")
 
 
 def _register_eval(sub: argparse._SubParsersAction) -> None:

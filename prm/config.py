@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields
 
 DEFAULT_STEP_TOKEN = "<|prm_step|>"
 AGGREGATIONS = ("min", "last", "prod", "mean")
+HEADS = ("linear", "mlp")
 
 
 @dataclass
@@ -31,6 +32,13 @@ class PRMConfig:
     nowhere: ``data_tools.checks``) at ``prm.scoring.checks.CEILING``, after calibration, on every backend."""
     backbone: str = ""
     """Where the backbone came from, for the record."""
+    head: str = "linear"
+    """The step head on the final hidden states: 'linear' (one logit) or 'mlp' (Linear(h, h), ReLU, Linear(h, 1):
+    Qwen2.5-Math-PRM's two-class head folded into one logit by ``prm import``)."""
+    rendering: dict | None = None
+    """How a (prompt, steps) pair becomes input ids for a PRM imported with ``prm import`` (its family's own
+    prompt, chat turns and step separator; ``prm.rendering``). None: this toolkit's own layout
+    (``prm.tokenization.encode``: prompt, newline, each step followed by the separator id)."""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -41,4 +49,10 @@ class PRMConfig:
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown keys {unknown}: it was written by a newer prm-toolkit")
+        if data.get("head", "linear") not in HEADS:
+            raise ValueError(f"unknown step head {data['head']!r} (this version knows {HEADS}): written by a newer prm-toolkit")
+        if data.get("rendering") is not None:
+            from prm.rendering import check_recipe
+
+            check_recipe(data["rendering"])
         return cls(**data)

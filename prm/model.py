@@ -1,4 +1,5 @@
-"""The PRM: a Hugging Face backbone (no LM head) plus a linear step head read at separator tokens.
+"""The PRM: a Hugging Face backbone (no LM head) plus a step head (one linear layer; a small MLP for an
+imported Qwen2.5-Math-PRM) read at separator tokens.
 
 ``StepScorer.forward`` returns a step logit for every position, ``[batch, seq]``; positions that are
 not separators are simply never read. The loss is binary cross-entropy with the (possibly soft)
@@ -17,13 +18,25 @@ from torch import nn
 from prm.tokenization import IGNORE
 
 
+def step_head(kind: str, hidden: int) -> nn.Module:
+    """A fresh step head of ``kind`` (``prm.config.HEADS``) over ``hidden``-wide states: one logit per position."""
+    if kind == "linear":
+        head = nn.Linear(hidden, 1)
+        nn.init.normal_(head.weight, std=0.02)
+        nn.init.zeros_(head.bias)
+        return head
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+    raise ValueError(f"unknown step head {kind!r}: this prm-toolkit knows 'linear' and 'mlp' (prm_config.json's head)")
+
+
 class StepScorer(nn.Module):
-    def __init__(self, backbone: nn.Module):
+    def __init__(self, backbone: nn.Module, head: str = "linear"):
+        """``head``: 'linear' (``Linear(h, 1)``, what ``prm train`` trains) or 'mlp' (``Linear(h, h)``, ReLU,
+        ``Linear(h, 1)``: Qwen2.5-Math-PRM's head, imported by ``prm import``)."""
         super().__init__()
         self.backbone = backbone
-        self.head = nn.Linear(backbone.config.hidden_size, 1)
-        nn.init.normal_(self.head.weight, std=0.02)
-        nn.init.zeros_(self.head.bias)
+        self.head = step_head(head, backbone.config.hidden_size)
 
     @property
     def config(self):

@@ -100,12 +100,16 @@ def load_tokenizer(folder, step_token: str | None = None):
 def check_step_token(tok, cfg) -> None:
     """The separator is one dedicated id that this tokenizer knows, and that no text turns into.
 
-    ``cfg`` is a ``prm.config.PRMConfig`` (its ``step_token`` and ``step_token_id``).
+    ``cfg`` is a ``prm.config.PRMConfig`` (its ``step_token`` and ``step_token_id``). An imported PRM
+    (``cfg.rendering``) keeps its family's separator, which may be ordinary text (Math-Shepherd's ``ки``):
+    only the id is checked, and ``prm.rendering`` finds the separators that the rendering itself placed.
     """
     got = tok.convert_tokens_to_ids(cfg.step_token)
     if got != cfg.step_token_id:
         raise ValueError(f"tokenizer maps step token {cfg.step_token!r} to id {got}, but prm_config.json "
                          f"says {cfg.step_token_id}: the tokenizer files do not belong to this model")
+    if getattr(cfg, "rendering", None):
+        return
     spelled = tok(cfg.step_token, add_special_tokens=False, split_special_tokens=True)["input_ids"]
     if cfg.step_token_id in spelled:
         raise ValueError(f"the text {cfg.step_token!r} tokenizes to the separator id {cfg.step_token_id}: "

@@ -3,7 +3,8 @@
 ``Scorer(source, backend=...)`` builds the backend from ``prm.scoring.backends.BACKENDS`` over an
 artifact folder (or ``Artifact``), or over a ``PRM`` already in memory (torch only).
 ``Scorer.score(items)`` takes (prompt, steps) pairs and returns one probability per step. It encodes
-with ``prm.tokenization.encode``, sorts by length so each batch pads only to its own longest row,
+with ``prm.tokenization.encode`` (a PRM imported with ``prm import``: its family's rendering,
+``prm.rendering.encode_rendered``), sorts by length so each batch pads only to its own longest row,
 runs the backend to get step logits ``[B, T]``, reads them at the separator positions, takes their
 running minimum when the artifact is ``monotone``, and applies the artifact's calibration with
 ``prm.calibrate.apply_calibration`` (the same function for every backend), then, when the artifact's
@@ -37,6 +38,7 @@ import numpy as np
 from data_tools.progress import Progress
 from prm.artifacts import Artifact
 from prm.config import AGGREGATIONS
+from prm.rendering import encode_rendered
 from prm.scoring.backends import BACKENDS, Build
 from prm.scoring.calibration import apply_calibration
 from prm.scoring.checks import apply_checks
@@ -131,6 +133,8 @@ class Scorer:
 
     def encode(self, prompt: str, steps: Sequence[str]):
         """One solution as model input under the ``overflow`` policy (``TooLongError`` when it cannot fit)."""
+        if self.cfg.rendering:  # an imported PRM: its family's own rendering (prm.rendering)
+            return encode_rendered(self.tokenizer, self.cfg, prompt, steps, self.cfg.max_length, self.overflow)
         if self.overflow == "error":
             full = encode(self.tokenizer, self.cfg.step_token_id, prompt, steps, None, 1 << 30)
             if len(full.input_ids) > self.cfg.max_length:
