@@ -231,7 +231,13 @@ def render_card(name: str, cfg: dict, training: dict | None, calibration: dict |
              calibration_rule(calibration) + ".", "", _table(_scalars(calibration)) if calibration else "", "",
              "## Scoring recipe", "",
              "**Input rendering.** " + _rendering(cfg), ""]
-    if stock:
+    if stock and cfg.get("rendering"):
+        parts += ["**With plain `transformers`** (no `trust_remote_code`): the folder is a "
+                  f"`{arch}` checkpoint with one label; its logits at the positions the recipe above reads are the "
+                  "**raw** step logits (prm-toolkit finds those positions with `prm.rendering.encode_rendered`; "
+                  "text that merely spells the separator inside a step is never read). Calibration and the running "
+                  "minimum are prm-toolkit's, applied after (see above).", ""]
+    elif stock:
         parts += ["**With plain `transformers`** (no `trust_remote_code`, no prm-toolkit): the folder is a "
                   f"`{arch}` checkpoint with one label; its logits at the "
                   "separators are the **raw** step logits. The running minimum"
@@ -251,7 +257,11 @@ prm = PRM.from_pretrained("{name}")
 prm.score([("Tom has 3 apples and buys 2 more. How many?", ["3 + 2 = 5", "The answer is 5."])])
 ```""", "", "or serve a local copy of the folder over HTTP: `prm serve DIR` (BentoML; ONNX Runtime or PyTorch), "
               "then `serving.client.PRMClient(url).score(...)` (`pip install 'prm-toolkit[client]'`).", ""]
-    if stock:
+    if stock and not cfg.get("rendering"):
         parts += ["**With vLLM's STEP pooling:**", "", _vllm(name, cfg, calibration)]
+    elif stock:
+        parts += ["vLLM's STEP pooling reads the rows of every token with one id; this family's recipe places its "
+                  "positions by rendering, so check that the two agree before serving it that way (prm-toolkit has "
+                  "not).", ""]
     parts += ["## Files", "", "".join(f"- `{f}`\n" for f in files if f != "README.md")]
     return "\n".join(parts)

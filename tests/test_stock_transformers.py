@@ -173,3 +173,32 @@ def test_the_card_snippet_runs_and_gives_the_calibrated_scores(stock_artifact, t
     exec(code, scope)  # noqa: S102
     want = PRM.from_pretrained(folder).score([(scope["prompt"], scope["steps"])])[0]
     np.testing.assert_allclose(scope["p"].numpy(), want, atol=1e-5)
+
+
+def test_an_imported_prm_with_a_linear_head_loads_with_transformers_too(tmp_path):
+    """``prm import`` of a Math-Shepherd-style model (its LM rows folded into one linear head): the stock
+    checkpoint's logits at the positions its rendering reads are our raw step logits."""
+    import numpy as np
+    import torch
+    from tiny_families import build_math_shepherd
+    from transformers import AutoModelForTokenClassification
+
+    from prm.artifacts import Artifact
+    from prm.families import ImportConfig, import_prm
+    from prm.rendering import encode_rendered
+    from prm.scoring import Scorer
+
+    out = tmp_path / "imported"
+    import_prm("math-shepherd", str(build_math_shepherd(tmp_path / "source")), str(out), ImportConfig())
+    items = ITEMS[:2]
+    ours = Scorer(out, backend="torch", calibrated=False, checks=False).step_logits(items)
+    model = AutoModelForTokenClassification.from_pretrained(out).eval()
+    art = Artifact(out)
+    cfg, tok = art.config(), art.tokenizer()
+    for (prompt, steps), want in zip(items, ours, strict=True):
+        enc = encode_rendered(tok, cfg, prompt, steps, cfg.max_length)
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([enc.input_ids])).logits[0, :, 0]
+        np.testing.assert_allclose(logits[enc.step_positions].numpy(), want, atol=1e-5, rtol=0)
+    card = (out / "README.md").read_text()
+    assert '"family": "math-shepherd"' in card and "encode_rendered" in card and "step_tag_id" not in card
