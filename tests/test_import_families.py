@@ -3,6 +3,7 @@ scored like the family's own code (written here again, plain transformers as on 
 then ONNX, calibration and a real ``bentoml serve`` over HTTP on the imported artifact."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from tiny_families import BUILDERS
 
 from serving.cli import main
 
+FIXTURES = Path(__file__).parent / "fixtures"
 FLAGS = {"token-classification": ["--separator", "<|step|>", "--right-class", "0", "--prompt-template", "Q: {prompt}\\n"]}
 ITEMS = [("Tom has 5 apples. He buys 3 more. How many apples does he have?", ["5 + 3 = 8", "The answer is 8."]),
          ("Ann has 7 pens.", ["She gives away 2: 7 - 2 = 5", "Then she buys 4: 5 + 4 = 9", "The answer is 9."]),
@@ -178,6 +180,38 @@ def test_onnx_export_and_calibration_run_on_the_imported_artifact(family, import
     assert parity(folder, items) <= 1e-4
     assert main(["-q", "calibrate", str(folder), str(labelled)]) == 0
     assert json.loads((folder / "calibration.json").read_text())
+    assert main(["-q", "eval", "processbench", str(folder), str(FIXTURES / "processbench.json")]) == 0
+
+
+def test_the_mlp_head_on_the_bf16_and_int8_backends(imported, labelled, tmp_path):
+    """Qwen's mlp head stays fp32 on every reduced-precision path: bf16 backbones, and int8 graphs whose
+    head MatMuls (hidden layer and output) are left unquantized."""
+    import shutil
+
+    import onnx
+
+    from data_tools.schema import read_jsonl
+    from prm.export import Int8GateError, gate_labels, head_matmuls, quantize_int8
+    from prm.scoring import Scorer
+
+    folder = tmp_path / "qwen"
+    shutil.copytree(imported["qwen-prm"], folder)
+    examples = list(read_jsonl(labelled))
+    items = [(e.prompt, e.steps) for e in examples]
+    ref = np.concatenate(Scorer(folder, backend="torch", calibrated=False).step_logits(items))
+    assert main(["-q", "export", str(folder), "--bf16", "--calib", str(labelled)]) == 0
+    for backend, kw in (("torch-bf16", {}), ("torch-bf16-gptq", {"compile": False})):
+        got = np.concatenate(Scorer(folder, backend=backend, calibrated=False, **kw).step_logits(items))
+        assert np.max(np.abs(got - ref)) < 0.1, backend
+    if not (folder / "onnx" / "model.onnx").is_file():
+        assert main(["-q", "export", str(folder)]) == 0
+    try:
+        quantize_int8(folder, items, [gate_labels(e) for e in examples], keep_refused=True)
+    except Int8GateError:
+        pass  # a random tiny model may fail the gate; the graph is kept for this check
+    int8 = onnx.load(str(folder / "onnx" / "model.int8.onnx"))
+    kept = head_matmuls(int8, [np.asarray(Scorer(folder, backend="torch").model.head[0].weight.detach())])
+    assert len(kept) == 2  # both head layers are still fp32 MatMuls
 
 
 def test_imported_artifacts_are_served_over_http_as_in_process(imported):

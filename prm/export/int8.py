@@ -62,7 +62,7 @@ def quantize_int8(folder: str | Path, items, labels, gate: Int8Gate | None = Non
         # ORT's symbolic shape inference takes opset 23's Attention for its own contrib op of that name.
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         quantize_dynamic(str(pre), str(int8_path), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul"], nodes_to_exclude=head_matmuls(onnx.load(str(pre))),
+                         op_types_to_quantize=["MatMul"], nodes_to_exclude=head_matmuls(onnx.load(str(pre)), _head_weights(art)),
                          extra_options={"MatMulConstBOnly": True})
     figures = compare_backends(folder, items, labels, "onnx", "onnx-int8", gate)
     if not figures["passed"]:
@@ -90,9 +90,33 @@ def weight_matmuls(model) -> list[tuple[str, tuple[int, ...]]]:
             if n.op_type == "MatMul" and len(shapes.get(n.input[1], ())) == 2]
 
 
-def head_matmuls(model) -> list[str]:
-    """The step head's MatMul ([hidden, 1]): it stays fp32 (one column, nothing to gain, all to lose)."""
-    return [name for name, (_, n) in weight_matmuls(model) if n == 1]
+def head_matmuls(model, head_weights=()) -> list[str]:
+    """The step head's MatMuls: its [hidden, 1] output layer, and any MatMul whose weight is one of
+    ``head_weights`` ([out, in] arrays: an mlp head's hidden layer). They stay fp32 (one column, nothing to
+    gain, all to lose; an mlp head's hidden layer feeds that column)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    arrays = {t.name: t for t in model.graph.initializer}
+    wanted = [np.asarray(w, dtype=np.float32).T for w in head_weights]
+    out = []
+    for node in model.graph.node:
+        w = arrays.get(node.input[1]) if node.op_type == "MatMul" else None
+        if w is None or len(w.dims) != 2:
+            continue
+        if w.dims[1] == 1 or any(tuple(w.dims) == a.shape and np.array_equal(numpy_helper.to_array(w), a)
+                                 for a in wanted):
+            out.append(node.name)
+    return out
+
+
+def _head_weights(art: Artifact) -> list:
+    """The hidden-layer weight of an mlp step head (``prm import``'s Qwen heads); none for a linear head."""
+    if art.config().head != "mlp":
+        return []
+    from safetensors.numpy import load_file
+
+    return [load_file(str(art.path(Artifact.HEAD)))["0.weight"]]
 
 
 def compare_backends(folder: str | Path, items, labels, reference: str, candidate: str,
