@@ -230,3 +230,54 @@ def test_imported_artifacts_are_served_over_http_as_in_process(imported):
             results = client.score([{"prompt": p, "steps": s} for p, s in ITEMS])
             for r, e in zip(results, expected[family], strict=True):
                 np.testing.assert_allclose(r["step_scores"], e, atol=1e-6, rtol=0, err_msg=family)
+
+
+def test_user_mistakes_end_in_one_actionable_line(sources, imported, tmp_path, capsys):
+    import shutil
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(sources["math-shepherd"], pickled)
+    (pickled / "model.safetensors").unlink()
+    (pickled / "pytorch_model.bin").write_bytes(b"not to be unpickled")
+    cases = [
+        (["qwen-prm", str(tmp_path / "nowhere")], "is not a folder"),
+        (["math-shepherd", str(pickled)], "never unpickles"),
+        (["qwen-prm", str(sources["math-shepherd"])], "no chat template"),
+        (["math-shepherd", str(sources["qwen-prm"])], "is this a Math-Shepherd"),
+        (["rlhflow", str(sources["skywork-prm"])], "not a causal language model"),
+        (["skywork-prm", str(sources["rlhflow"])], "has no tensor 'v_head.summary.weight'"),
+        (["token-classification", str(sources["token-classification"])], "needs --separator"),
+        (["qwen-prm", str(sources["qwen-prm"]), "--separator", "<|step|>"], "--separator set the rendering"),
+    ]
+    for args, message in cases:
+        out = tmp_path / "out"
+        assert main(["-q", "import", args[0], args[1], str(out), *args[2:]]) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, (args, err)
+        assert not out.exists() or not any(out.iterdir())
+    assert main(["-q", "import", "skywork-prm", str(sources["skywork-prm"]), str(imported["skywork-prm"])]) == 2
+    assert "is not empty" in capsys.readouterr().err
+
+
+def test_readme_import_commands_run(sources, labelled, tmp_path, monkeypatch):
+    import shutil
+
+    from test_data_cli import README, readme_commands
+
+    names = {"Qwen2.5-Math-PRM-7B": "qwen-prm", "math-shepherd-mistral-7b-prm": "math-shepherd",
+             "Llama3.1-8B-PRM-Deepseek-Data": "rlhflow", "Skywork-o1-Open-PRM-Qwen-2.5-1.5B": "skywork-prm",
+             "my-token-prm": "token-classification"}
+    for name, family in names.items():
+        (tmp_path / name).symlink_to(sources[family], target_is_directory=True)
+    shutil.copy(labelled, tmp_path / "heldout.jsonl")
+    monkeypatch.chdir(tmp_path)
+    commands = readme_commands("import")
+    assert sorted({c[1] for c in commands}) == sorted(set(names.values()))
+    for argv in commands:
+        assert main(["-q", *argv]) == 0, argv
+        assert (tmp_path / argv[3] / "prm_config.json").is_file()
+    section = README.read_text().split("### Serving the PRMs people already use", 1)[1].split("```", 2)[1]
+    calibrate = [argv for argv in readme_commands("calibrate") if " ".join(["prm", *argv]) in section]
+    assert calibrate
+    for argv in calibrate:
+        assert main(["-q", *argv]) == 0, argv

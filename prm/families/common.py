@@ -56,7 +56,7 @@ def source_dir(source: str | Path) -> Path:
     path = Path(source)
     if not path.is_dir():
         raise ValueError(f"{source} is not a folder: give the model's local Hugging Face folder (download it first, "
-                         f"e.g. `hf download ORG/NAME --local-dir DIR --exclude '*.bin' '*.pth'`)")
+                         f"e.g. `hf download ORG/NAME --local-dir DIR --exclude '*.bin'`)")
     if not (path / "config.json").is_file():
         raise ValueError(f"{path} has no config.json: give the folder that holds the model's config.json, "
                          "tokenizer files and *.safetensors")
@@ -105,12 +105,18 @@ def read_tensors(src: Path, names: list[str], rows: dict[str, list[int]] | None 
 
 
 def lm_head_name(src: Path) -> str:
-    """The tensor of the output projection (the input embeddings when the model ties them)."""
-    where = weight_files(src)
-    for name in ("lm_head.weight", "model.embed_tokens.weight"):
-        if name in where:
-            return name
-    raise ValueError(f"{src} has no lm_head.weight (nor tied embeddings): it is not a causal language model")
+    """The tensor of a causal LM's output projection (its input embeddings when the model ties them)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(src, trust_remote_code=False)
+    archs = getattr(config, "architectures", None) or []
+    if not any(a.endswith("ForCausalLM") for a in archs):
+        raise ValueError(f"{src}/config.json names {archs or 'no architecture'}, not a causal language model "
+                         "(*ForCausalLM), whose '+'/'-' logits this family reads")
+    name = "model.embed_tokens.weight" if config.tie_word_embeddings else "lm_head.weight"
+    if name not in weight_files(src):
+        raise ValueError(f"{src} has no {name}, the output projection of its causal language model")
+    return name
 
 
 def token_id(tok, text: str, what: str) -> int:
