@@ -222,6 +222,10 @@ def score_all(model: str, cfg: ScoreConfig, examples: list[StepwiseExample]) -> 
     limit = scorer.cfg.max_length
     fits, cut = [], []
     for ex in examples:
+        if scorer.cfg.rendering:  # an imported PRM (prm import): its rendering fits whole or is refused
+            fits.append(_fits(scorer, ex))
+            cut.append(False)
+            continue
         full = encode(scorer.tokenizer, scorer.cfg.step_token_id, ex.prompt, ex.steps, None, 1 << 30)
         ok, short = True, len(full.input_ids) > limit
         if short:
@@ -237,6 +241,16 @@ def score_all(model: str, cfg: ScoreConfig, examples: list[StepwiseExample]) -> 
     for i, s in zip(kept, scored, strict=True):
         out[i] = s
     return out, cut, limit
+
+
+def _fits(scorer, ex) -> bool:
+    from prm.tokenization import TooLongError
+
+    try:
+        scorer.encode(ex.prompt, ex.steps)
+        return True
+    except TooLongError:
+        return False
 
 
 def predictions(scores: list, threshold: float) -> list[int]:

@@ -121,6 +121,9 @@ def encode_rendered(tokenizer, cfg, prompt: str, steps: Sequence[str], max_lengt
     """Input ids and score positions of one solution under ``cfg.rendering`` (see the module docstring)."""
     recipe = cfg.rendering
     special = recipe.get("add_special_tokens", True)
+    if not steps:  # nothing to read (a chat of no turns may not even render): the prompt alone
+        ids = list(tokenizer(prompt, add_special_tokens=special)["input_ids"])[-max_length:]
+        return Encoded(ids, [float(IGNORE)] * len(ids), [])
     if recipe["layout"] == "pieces":
         return _pieces(tokenizer, cfg, prompt, steps, max_length, overflow)
     text, ends = render(tokenizer, recipe, prompt, steps)
