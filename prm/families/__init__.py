@@ -53,7 +53,7 @@ def import_prm(family: str, source: str | Path, out: str | Path, cfg: ImportConf
         raise ValueError(f"{out} exists and is not empty: give a new folder for the artifact")
     src = source_dir(source)
     tok = load_tokenizer(src)
-    if not tok.is_fast:
+    if not getattr(tok, "is_fast", False):
         raise ValueError(f"{src}'s tokenizer has no fast (tokenizers) version, which prm import needs to locate steps")
     conv = FAMILIES[family].convert(src, tok, cfg)
     backbone = load_backbone(src)
