@@ -98,15 +98,9 @@ def _register_import(sub: argparse._SubParsersAction) -> None:
 
 
 def _import(args: argparse.Namespace) -> None:
-    import re
-
     from prm.families import ImportConfig, import_prm
 
-    cfg = config_from(args, ImportConfig)
-    for name in ("separator", "prompt_template", "joiner"):  # \n, \t and \\ as typed on a command line
-        setattr(cfg, name, re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), "\\"),
-                                  getattr(cfg, name)))
-    report = import_prm(args.family, args.source, args.out, cfg)
+    report = import_prm(args.family, args.source, args.out, config_from(args, ImportConfig))
     print(json.dumps(report))
     print(f"imported {args.family} PRM written to {args.out}")
 

@@ -11,12 +11,13 @@ the README ("Serving the PRMs people already use").
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from types import ModuleType
 
 from prm.families import math_shepherd, qwen_prm, rlhflow, skywork, token_classification
-from prm.families.common import PROBE, ImportConfig, load_backbone, max_length, source_dir
+from prm.families.common import PROBE, ImportConfig, load_backbone, max_length, source_dir, unescaped
 
 FAMILIES: dict[str, ModuleType] = {
     "qwen-prm": qwen_prm,
@@ -39,15 +40,17 @@ def import_prm(family: str, source: str | Path, out: str | Path, cfg: ImportConf
     from prm.scoring import Scorer
     from prm.tokenization import load_tokenizer
 
-    cfg = cfg or ImportConfig()
+    cfg = dataclasses.replace(cfg or ImportConfig())
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}: one of {', '.join(FAMILIES)}")
     if family != "token-classification":
         given = [f"--{k.replace('_', '-')}" for k in ONLY_TOKEN_CLASSIFICATION
-                 if getattr(cfg, k) != ImportConfig.__dataclass_fields__[k].default]
+                 if unescaped(str(getattr(cfg, k))) != unescaped(str(ImportConfig.__dataclass_fields__[k].default))]
         if given:
             raise ValueError(f"{', '.join(given)} set the rendering of the token-classification family; {family} renders "
                              "its input its own way")
+    for name in ("separator", "prompt_template", "joiner"):  # \n as typed on a command line, or a newline
+        setattr(cfg, name, unescaped(getattr(cfg, name)))
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} exists and is not empty: give a new folder for the artifact")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,12 +30,17 @@ class ImportConfig:
     separator: str = ""
     """token-classification: the text after each step whose token is read, one token of the tokenizer (e.g. an
     added special token, vLLM's step_tag_id); \\n stands for a newline."""
-    prompt_template: str = "{prompt}\n"
+    prompt_template: str = "{prompt}\\n"
     """token-classification: the text before the steps, {prompt} standing for the problem."""
     joiner: str = ""
     """token-classification: the text between a step's separator and the next step."""
     right_class: int = opt(1, min=0)
     """token-classification with two labels: the class that means a correct step (its logit minus the other's)."""
+
+
+def unescaped(text: str) -> str:
+    r"""``\n``, ``\t`` and ``\\`` in a rendering flag, as typed on a command line, as the characters they name."""
+    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), "\\"), text)
 
 
 @dataclass
