@@ -208,11 +208,11 @@ def main() -> None:
     parser.add_argument("--variants", type=int, default=1, help="wrong variants per problem")
     parser.add_argument("--limit", type=int, default=0, help="read only the first N GSM8K problems (0: all)")
     parser.add_argument("--extra", help="labelled stepwise JSONL added to the training rows (e.g. prm label output)")
-    parser.add_argument("--kinds", choices=list(KIND_SETS), default="classic",
+    parser.add_argument("--kinds", choices=list(KIND_SETS), default="all",
                         help="injected error kinds: classic (slips, operators, operands), real (kinds that imitate real "
                         "errors: wrong quantity, misread relation, dropped step, double count, unit or percent, wrong "
                         "role) or all")
-    parser.add_argument("--style", choices=("gsm8k", "model"), default="gsm8k",
+    parser.add_argument("--style", choices=("gsm8k", "model"), default="model",
                         help="render solutions as GSM8K writes them, or as models do (no <<...>> annotations, a closing "
                         "'The answer is: N' step)")
     parser.add_argument("--sampled", help="labelled model-written solutions to GSM8K train problems (prm sample, then "
