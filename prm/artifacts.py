@@ -8,7 +8,10 @@
     tokenizer files                  with the step separator as an added special token
     prm_config.json                  separator and its id, max length, aggregation, label type
     calibration.json                 when calibrated (``prm calibrate``)
-    onnx/model.onnx                  when exported (``prm export``); onnx/model.int8.onnx with --int8
+    onnx/model.onnx                  when exported (``prm export``); onnx/model.int8.onnx with --int8,
+                                     onnx/model.fp16.onnx with --fp16 (each kept only if it passed its gate)
+    gates.json                       each quality gate an export ran: the backend, the file it gated (with
+                                     its sha256), the figures and whether it passed (``prm export --check``)
     bf16/model.safetensors           GPTQ-rounded bf16 weights (``prm export --bf16``)
     training.json                    how it was trained (settings, loss history, tokens seen)
     README.md                        the model card (``prm.card``), rewritten with the manifest
@@ -50,6 +53,8 @@ class Artifact:
     MANIFEST = "manifest.json"
     ONNX = Path("onnx") / "model.onnx"
     ONNX_INT8 = Path("onnx") / "model.int8.onnx"
+    ONNX_FP16 = Path("onnx") / "model.fp16.onnx"
+    GATES = "gates.json"
     BF16 = Path("bf16") / "model.safetensors"
     CHECKPOINTS = "checkpoints"
 
@@ -69,6 +74,10 @@ class Artifact:
     @property
     def onnx_int8_path(self) -> Path:
         return self.folder / self.ONNX_INT8
+
+    @property
+    def onnx_fp16_path(self) -> Path:
+        return self.folder / self.ONNX_FP16
 
     @property
     def bf16_path(self) -> Path:
@@ -148,6 +157,18 @@ class Artifact:
             raise MissingFile(f"{self.bf16_path} not found: write it with `prm export {self.folder} --bf16 --calib DATA`")
         return load_file(str(self.bf16_path))
 
+    def gates(self) -> dict:
+        """``gates.json``: {backend: {"file", "sha256", "passed", "figures"}} of the gates exports ran."""
+        return self._json(self.GATES) or {}
+
+    def passed_gate(self, backend: str) -> bool:
+        """Whether ``backend``'s file passed its gate and is still the file that was gated (its sha256 in
+        the manifest, refreshed by every write, equals the one the gate recorded; nothing is re-hashed)."""
+        record = self.gates().get(backend)
+        if not record or not record.get("passed") or not self.has(record.get("file", "")):
+            return False
+        return (self.manifest() or {}).get("files", {}).get(record["file"]) == record.get("sha256")
+
     def require(self, name: str | Path, how: str) -> Path:
         """The path of a file the caller needs; ``ArtifactError`` saying ``how`` to make it when it is missing."""
         path = self.path(name)
@@ -199,6 +220,14 @@ class Artifact:
         save_file(weights, str(self.bf16_path), metadata=metadata)
         self.write_manifest()
         return self.bf16_path
+
+    def save_gate(self, backend: str, file: str | Path, figures: dict) -> None:
+        """Record a gate's outcome for ``backend`` over ``file`` (a path in the folder) in ``gates.json``."""
+        gates = self.gates()
+        gates[backend] = {"file": str(file), "sha256": _sha256(self.path(file)) if self.has(file) else None,
+                          "passed": bool(figures.get("passed")), "figures": figures}
+        self._write_json(self.GATES, gates)
+        self.write_manifest()
 
     def _write_json(self, name: str, data: dict, indent: int = 2) -> None:
         self.path(name).write_text(json.dumps(data, indent=indent) + "\n")

@@ -71,8 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "rows without labels but with meta.first_error (prm generate) are labelled by it")
     p.add_argument("--int8", action="store_true", help="also write onnx/model.int8.onnx (int8 weights and "
                    "activations), kept only if it passes the quality gate against fp32 on --check's labelled steps")
+    p.add_argument("--fp16", action="store_true", help="also write onnx/model.fp16.onnx (for GPUs), kept only if it "
+                   "passes the same quality gate against fp32 on --check's labelled steps")
     p.add_argument("--bf16", action="store_true", help="also write bf16/model.safetensors for the torch-bf16-gptq "
-                   "backend: backbone weights rounded to bf16 by GPTQ on --calib's solutions (prefer ones not in --check)")
+                   "backend: backbone weights rounded to bf16 by GPTQ on --calib's solutions (prefer ones not in --check); "
+                   "with --check, gated against PyTorch fp32 there (a passed gate makes it the service's default)")
     p.add_argument("--calib", metavar="DATA", action="append",
                    help="calibration solutions for --bf16 (labels not needed); repeatable")
     p.add_argument("--format", default="stepwise", help=FORMAT_HELP + " (--check and --calib)")
@@ -182,9 +185,9 @@ def _export(args: argparse.Namespace) -> None:
     from prm.export import export_artifact
 
     report = export_artifact(args.model, _read(args.format, args.check or []), args.int8, args.bf16,
-                             _read(args.format, args.calib or []), say=print)
+                             _read(args.format, args.calib or []), say=print, fp16=args.fp16)
     if args.check:
-        print(json.dumps({k: v for k, v in report.items() if k in ("onnx_max_abs_diff", "int8")}))
+        print(json.dumps({k: v for k, v in report.items() if k in ("onnx_max_abs_diff", "int8", "fp16", "bf16_gate")}))
 
 
 def _register_label(sub: argparse._SubParsersAction) -> None:

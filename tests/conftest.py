@@ -35,3 +35,18 @@ def tiny_artifact(tiny_backbone, tmp_path_factory) -> Path:
                             probe_init=False, batch_size=8))
     export_onnx(out)
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test marked gpu, selected on a machine without a GPU, is skipped saying so (``make test`` deselects
+    them with -m "not gpu"; benchmarks/gpu_check.sh runs them on a GPU machine)."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    from prm.scoring.cuda import gpu_count
+
+    if gpu_count():
+        return
+    skip = pytest.mark.skip(reason="needs an NVIDIA GPU (CUDA): run benchmarks/gpu_check.sh on a GPU machine")
+    for item in gpu_items:
+        item.add_marker(skip)

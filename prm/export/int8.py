@@ -23,13 +23,17 @@ class Int8Gate:
     threshold: float = 0.5
 
 
-class Int8GateError(ValueError):
-    """int8 failed the quality gate; ``figures`` holds what was measured."""
+class GateError(ValueError):
+    """A graph or weights failed their quality gate; ``figures`` holds what was measured."""
 
-    def __init__(self, figures: dict):
+    def __init__(self, figures: dict, what: str = "int8 graph"):
         self.figures = figures
-        super().__init__(f"int8 graph refused, it does not keep fp32 quality: {json.dumps(figures)}; "
+        super().__init__(f"{what} refused, it does not keep fp32 quality: {json.dumps(figures)}; "
                          "serve the fp32 graph (backend 'onnx'), or check on more held-out data")
+
+
+class Int8GateError(GateError):
+    """int8 failed the quality gate; ``figures`` holds what was measured."""
 
 
 def quantize_int8(folder: str | Path, items, labels, gate: Int8Gate | None = None,
@@ -62,14 +66,14 @@ def quantize_int8(folder: str | Path, items, labels, gate: Int8Gate | None = Non
         # ORT's symbolic shape inference takes opset 23's Attention for its own contrib op of that name.
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         quantize_dynamic(str(pre), str(int8_path), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul"], nodes_to_exclude=head_matmuls(onnx.load(str(pre)), _head_weights(art)),
+                         op_types_to_quantize=["MatMul"], nodes_to_exclude=head_matmuls(onnx.load(str(pre)), mlp_head_weights(art)),
                          extra_options={"MatMulConstBOnly": True})
     figures = compare_backends(folder, items, labels, "onnx", "onnx-int8", gate)
+    if not figures["passed"] and not keep_refused:
+        int8_path.unlink(missing_ok=True)
+    art.save_gate("onnx-int8", Artifact.ONNX_INT8, figures)  # also refreshes the manifest
     if not figures["passed"]:
-        if not keep_refused:
-            int8_path.unlink(missing_ok=True)
         raise Int8GateError(figures)
-    art.write_manifest()
     return figures
 
 
@@ -110,7 +114,7 @@ def head_matmuls(model, head_weights=()) -> list[str]:
     return out
 
 
-def _head_weights(art: Artifact) -> list:
+def mlp_head_weights(art: Artifact) -> list:
     """The hidden-layer weight of an mlp step head (``prm import``'s Qwen heads); none for a linear head."""
     if art.config().head != "mlp":
         return []

@@ -62,14 +62,15 @@ def aggregate(step_scores: Sequence[float], how: str) -> float:
 class Scorer:
     def __init__(self, source, backend: str = "onnx", batch_size: int = 16, threads: int | None = None,
                  calibrated: bool = True, overflow: str = "truncate_prompt", max_length: int | None = None,
-                 compile: bool | None = None, checks: bool | None = None):
+                 compile: bool | None = None, checks: bool | None = None, device: str | None = None):
         """``source``: an artifact folder, an ``Artifact``, or a ``prm.PRM`` in memory (backend 'torch').
 
         ``threads``: CPU threads (default all cores); ``max_length``: the longest input in tokens
         (default: the length the model was trained at); longer than that logs a WARNING (the scores are
         extrapolation), longer than the backbone's positions is a ``ValueError``; ``compile``:
         torch-bf16-gptq compiles unless False; ``checks``: apply the step checks (default: the artifact's
-        ``step_checks``).
+        ``step_checks``); ``device``: "cuda" or "cpu" for the torch backends (default: CUDA when torch sees a
+        GPU; the ONNX backends take CUDA when ONNX Runtime can, see ``prm.scoring.backends``).
         """
         in_memory = hasattr(source, "scorer") and hasattr(source, "tokenizer")
         problems = []
@@ -103,7 +104,7 @@ class Scorer:
         self.backend, self.batch_size, self.overflow = backend, batch_size, overflow
         self.checks = self.cfg.step_checks if checks is None else checks
         runner = BACKENDS[backend](Build(self.artifact, source.scorer if in_memory else None,
-                                         threads or max(1, os.cpu_count() or 1), compile))
+                                         threads or max(1, os.cpu_count() or 1), compile, device))
         self._run, self.device, self.model = runner.run, runner.device, runner.model
         self.pad_id = self.tokenizer.pad_token_id
 
