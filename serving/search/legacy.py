@@ -1,4 +1,7 @@
-"""Search with a PRM service: best-of-N reranking and step-level beam search over any generator.
+"""The first search API, kept as it was: ``best_of_n`` reranking and ``beam_search`` over a ``PRMClient``.
+
+``serving.search.run_search`` is the newer entry point (every strategy, token and PRM accounting, a
+trace); these two stay for the code that calls them.
 
 The generator is any callable, so the same search runs over vLLM, an OpenAI-compatible endpoint, a
 local transformers model or a scripted test double:
@@ -16,17 +19,11 @@ Not promised: deduplication of proposals beyond identical step texts, or any tok
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from serving.client import PRMClient
-
-_FINAL = re.compile(r"answer is|\\boxed|####", re.IGNORECASE)
-
-
-def default_is_final(step: str) -> bool:
-    return bool(_FINAL.search(step))
+from serving.search.core import Proposal, default_is_final
 
 
 @dataclass
@@ -57,7 +54,8 @@ def beam_search(client: PRMClient, prompt: str, propose: Callable[[str, list[str
         children = []
         for beam in live:
             seen = set()
-            for step in propose(prompt, list(beam.steps), expand)[:expand]:
+            for step in list(propose(prompt, list(beam.steps), expand))[:expand]:
+                step = step.text if isinstance(step, Proposal) else step
                 if step.strip() and step not in seen:
                     seen.add(step)
                     children.append(Beam(steps=beam.steps + [step]))

@@ -1,0 +1,151 @@
+"""Monte Carlo tree search over steps with PRM values as the leaf evaluation.
+
+The tree's nodes are steps (the root is the empty solution). ``budget`` is the number of
+simulations; each one:
+
+1. **selects** a node from the root by UCT, ``Q + c * sqrt(ln N_parent / N_child)`` with ``Q`` the
+   mean backed-up value, descending while a node already has ``expand`` children (option, default
+   3) and is not final; a node with room for another child is where the descent stops;
+2. **expands** it by one sampled next step (a step identical to an existing child visits that child
+   instead) and **rolls out** from there one sampled step at a time until a final step or
+   ``max_steps``, every step a new node;
+3. **evaluates** the new path with one PRM call: its step scores give every new node its score, and
+   the path's aggregated score is the leaf value (no answer checking, no extra rollouts);
+4. **backs up** that value along the path (visits + 1, value sum + value).
+
+A simulation that starts below a different node than the previous one ended at is a **backtrack**
+(the trace records it, with the depth it went back to). Selecting a finished node again re-backs-up
+its value without generating. Each simulation generates at most one rollout, so the search costs
+at most ``budget`` rollouts' worth of tokens. The result is the finished path with the best
+aggregated PRM score (the best-valued unfinished path when none finished). Options: ``expand`` (3),
+``c`` (exploration constant, 1.0).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from serving.search.core import SearchResult, SearchState
+
+
+@dataclass
+class Node:
+    steps: list[str]
+    parent: Node | None = None
+    children: list[Node] = field(default_factory=list)
+    visits: int = 0
+    value_sum: float = 0.0
+    step_score: float | None = None
+    final: bool = False
+    id: int = 0
+
+    @property
+    def q(self) -> float:
+        return self.value_sum / self.visits if self.visits else 0.0
+
+    def path(self) -> list[Node]:
+        out, node = [], self
+        while node is not None:
+            out.append(node)
+            node = node.parent
+        return out[::-1]
+
+
+def uct(child: Node, parent_visits: int, c: float) -> float:
+    if child.visits == 0:
+        return float("inf")
+    return child.q + c * math.sqrt(math.log(max(parent_visits, 1)) / child.visits)
+
+
+def mcts(state: SearchState, budget: int) -> SearchResult:
+    width = int(state.options.get("expand", 3))
+    c = float(state.options.get("c", 1.0))
+    if width < 1 or c < 0:
+        raise ValueError(f"mcts needs expand >= 1 and c >= 0, got expand={width}, c={c}")
+    root, nodes = Node(steps=[]), []
+    state.event("start", strategy="mcts", simulations=budget, expand=width, c=c)
+    last_leaf: Node | None = None
+    values: dict[int, float] = {}  # a finished or capped leaf's value, by node id
+    for sim in range(budget):
+        node = root
+        while node.children and (len(node.children) >= width or node.final or len(node.steps) >= state.max_steps):
+            if node.final or len(node.steps) >= state.max_steps:
+                break
+            node = max(node.children, key=lambda ch: uct(ch, node.visits, c))  # first of the tied: stable
+        if last_leaf is not None and node is not last_leaf and node not in last_leaf.path():
+            common = _common_depth(node, last_leaf)
+            state.event("backtrack", simulation=sim, to_depth=common, from_steps=last_leaf.steps, to_steps=node.steps)
+        if node.final or len(node.steps) >= state.max_steps:
+            value = values[node.id]
+            state.event("revisit", simulation=sim, steps=node.steps, value=round(value, 6))
+            _backup(node, value)
+            last_leaf = node
+            continue
+        leaf = _expand(state, node, nodes)
+        if leaf is None:  # the generator proposed nothing here: count the visit, value 0
+            _backup(node, 0.0)
+            last_leaf = node
+            continue
+        path = leaf.path()[1:]
+        scores = state.score([leaf.steps])[0]
+        for n, s in zip(path, scores, strict=True):
+            n.step_score = s
+        value = state.agg(scores)
+        values[leaf.id] = value
+        state.event("expand", simulation=sim, from_depth=len(node.steps), steps=leaf.steps,
+                    value=round(value, 6), final=leaf.final)
+        _backup(leaf, value)
+        last_leaf = leaf
+    finished = [n for n in nodes if n.final and n.id in values]
+    pool = finished or [n for n in nodes if n.id in values]
+    if not pool:
+        return state.result([], None, "mcts", budget)
+    best = max(pool, key=lambda n: (values[n.id], -n.id))
+    state.event("select", strategy="mcts", nodes=len(nodes) + 1, finished=len(finished),
+                best_visits=best.visits)
+    return state.result(best.steps, values[best.id], "mcts", budget)
+
+
+def _expand(state: SearchState, node: Node, nodes: list[Node]) -> Node | None:
+    """One new child of ``node`` (or the existing child with the same step), then a rollout below it."""
+    got = state.propose_many([(node.steps, 1)])
+    if not got or not got[0] or not got[0][0].text:
+        return None
+    text = got[0][0].text
+    child = next((ch for ch in node.children if ch.steps[-1] == text), None)
+    if child is None:
+        child = _add(state, node, text, nodes)
+    while not child.final and len(child.steps) < state.max_steps:
+        if child.children:  # an earlier rollout already went on from here: follow its first step
+            child = child.children[0]
+            continue
+        got = state.propose_many([(child.steps, 1)])
+        if not got or not got[0] or not got[0][0].text:
+            break
+        child = _add(state, child, got[0][0].text, nodes)
+    return child
+
+
+def _add(state: SearchState, parent: Node, text: str, nodes: list[Node]) -> Node:
+    child = Node(steps=parent.steps + [text], parent=parent, final=state.is_final(text), id=len(nodes) + 1)
+    parent.children.append(child)
+    nodes.append(child)
+    return child
+
+
+def _backup(node: Node, value: float) -> None:
+    while node is not None:
+        node.visits += 1
+        node.value_sum += value
+        node = node.parent
+
+
+def _common_depth(a: Node, b: Node) -> int:
+    pa, pb = a.path(), b.path()
+    depth = 0
+    for x, y in zip(pa, pb):
+        if x is not y:
+            break
+        depth += 1
+    return depth - 1  # the root is depth 0 (no steps)
