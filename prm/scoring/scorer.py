@@ -42,6 +42,7 @@ from prm.rendering import encode_rendered
 from prm.scoring.backends import BACKENDS, Build
 from prm.scoring.calibration import apply_calibration
 from prm.scoring.checks import apply_checks
+from prm.scoring.incremental import incremental
 from prm.tokenization import TooLongError, encode
 
 OVERFLOW = ("truncate_prompt", "error")
@@ -62,7 +63,8 @@ def aggregate(step_scores: Sequence[float], how: str) -> float:
 class Scorer:
     def __init__(self, source, backend: str = "onnx", batch_size: int = 16, threads: int | None = None,
                  calibrated: bool = True, overflow: str = "truncate_prompt", max_length: int | None = None,
-                 compile: bool | None = None, checks: bool | None = None, device: str | None = None):
+                 compile: bool | None = None, checks: bool | None = None, device: str | None = None,
+                 prefix_cache_mb: float = 0):
         """``source``: an artifact folder, an ``Artifact``, or a ``prm.PRM`` in memory (backend 'torch').
 
         ``threads``: CPU threads (default all cores); ``max_length``: the longest input in tokens
@@ -70,7 +72,9 @@ class Scorer:
         extrapolation), longer than the backbone's positions is a ``ValueError``; ``compile``:
         torch-bf16-gptq compiles unless False; ``checks``: apply the step checks (default: the artifact's
         ``step_checks``); ``device``: "cuda" or "cpu" for the torch backends (default: CUDA when torch sees a
-        GPU; the ONNX backends take CUDA when ONNX Runtime can, see ``prm.scoring.backends``).
+        GPU; the ONNX backends take CUDA when ONNX Runtime can, see ``prm.scoring.backends``);
+        ``prefix_cache_mb``: MiB of keys/values of recently scored token prefixes kept so that an input
+        extending one computes only its new tokens (``prm.scoring.incremental``; torch backends; 0: off).
         """
         in_memory = hasattr(source, "scorer") and hasattr(source, "tokenizer")
         problems = []
@@ -107,6 +111,16 @@ class Scorer:
                                          threads or max(1, os.cpu_count() or 1), compile, device))
         self._run, self.device, self.model = runner.run, runner.device, runner.model
         self.pad_id = self.tokenizer.pad_token_id
+        self.prefix_cache, self._incremental = incremental(runner, backend, prefix_cache_mb)
+        self._tokens_full = 0
+
+    @property
+    def cache_stats(self) -> dict:
+        """``tokens_computed`` by the model; with a prefix cache also its lookups, hits, misses, tokens_reused,
+        evictions, bytes, max_bytes and nodes (``prm.scoring.prefix_cache``)."""
+        out = {"tokens_computed": 0} if self.prefix_cache is None else self.prefix_cache.snapshot()
+        out["tokens_computed"] += self._tokens_full
+        return out
 
     @property
     def folder(self) -> Path | None:
@@ -172,9 +186,13 @@ class Scorer:
         out: list[np.ndarray] = [np.empty(0)] * len(encoded)
         with Progress(len(encoded), progress or "", "solutions", enabled=progress is not None) as bar:
             for chunk, ids, mask in batches:
-                logits = self._run(ids, mask)  # [b, n]
+                if self._incremental is not None:  # step logits at every token of each row
+                    logits = self._incremental.run([encoded[i].input_ids for i in chunk])
+                else:
+                    logits = self._run(ids, mask)  # [b, n]
+                    self._tokens_full += int(mask.sum())
                 for row, i in enumerate(chunk):
-                    out[i] = logits[row, encoded[i].step_positions].astype(np.float64)
+                    out[i] = np.asarray(logits[row])[encoded[i].step_positions].astype(np.float64)
                     if self.cfg.monotone:
                         out[i] = np.minimum.accumulate(out[i])
                 bar.update(len(chunk), tokens=int(mask.sum()) + bar.extra.get("tokens", 0))

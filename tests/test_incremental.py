@@ -1,0 +1,182 @@
+"""Incremental scoring: a prefix cache of keys/values (prm.scoring.prefix_cache) and the torch path that
+computes only new tokens (prm.scoring.incremental), against full scoring on real tiny models."""
+
+import random
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from prm.scoring import Scorer
+from prm.scoring.prefix_cache import PrefixCache
+
+CALIBRATION = {"method": "temperature", "temperature": 1.7}
+
+
+def kv(n: int, start: float = 0.0) -> torch.Tensor:
+    """A stand-in key/value tensor [L=2, 2, Hkv=1, n, D=4] whose entries name their token position."""
+    pos = torch.arange(n, dtype=torch.float32) + start
+    return pos.view(1, 1, 1, n, 1).expand(2, 2, 1, n, 4).contiguous()
+
+
+def store(cache: PrefixCache, ids: list[int]) -> None:
+    full = kv(len(ids))
+    cache.insert(ids, lambda a, b: full[..., a:b, :], np.arange(len(ids), dtype=np.float32))
+
+
+# --- the cache alone ----------------------------------------------------------------------------------------
+
+
+def test_match_returns_the_longest_prefix_at_any_token_and_splits_keep_the_states():
+    cache = PrefixCache(1 << 20)
+    store(cache, [1, 2, 3, 4, 5])
+    store(cache, [1, 2, 3, 9])  # parts after token 3: the node splits
+    m = cache.match([1, 2, 3, 4, 7, 7])
+    assert m.length == 4
+    assert torch.equal(torch.cat(m.segments, dim=-2), kv(4))
+    assert m.logits.tolist() == [0, 1, 2, 3]
+    assert cache.match([1, 2, 3, 9, 9]).length == 4
+    assert cache.match([2, 1]).length == 0
+    per_token = kv(1).nbytes + 4
+    assert cache.bytes == 6 * per_token  # 1 2 3 | 4 5 | 9: nothing stored twice
+    snap = cache.snapshot()
+    assert (snap["lookups"], snap["hits"], snap["misses"], snap["tokens_reused"]) == (3, 2, 1, 8)
+
+
+def test_the_cache_stays_within_its_budget_and_evicts_least_recently_used():
+    per_token = kv(1).nbytes + 4
+    cache = PrefixCache(12 * per_token)
+    store(cache, [1, 1, 1, 1])
+    store(cache, [2, 2, 2, 2])
+    store(cache, [3, 3, 3, 3])
+    cache.match([1, 1, 1, 1])  # 1 is now the most recently used; 2 the least
+    store(cache, [4, 4, 4, 4])
+    assert cache.bytes <= cache.max_bytes
+    assert cache.match([2, 2, 2, 2]).length == 0
+    assert cache.match([1, 1, 1, 1]).length == 4 and cache.match([4, 4, 4, 4]).length == 4
+    assert cache.snapshot()["evictions"] == 1
+    store(cache, list(range(10, 30)))  # bigger than the whole budget: not kept, nothing evicted for it
+    assert cache.match(list(range(10, 30))).length == 0 and cache.match([4, 4, 4, 4]).length == 4
+    rng = random.Random(0)
+    for _ in range(200):  # random inserts: never over budget, parents dropped only after their children
+        store(cache, [rng.randrange(3) for _ in range(rng.randrange(1, 9))])
+        assert cache.bytes <= cache.max_bytes
+        assert cache.bytes == sum(n.nbytes for n in cache._lru)
+        assert all(n.parent is cache._root or n.parent in cache._lru for n in cache._lru)
+
+
+# --- scores against full scoring -------------------------------------------------------------------------------
+
+
+def extensions(seed: int, n: int = 4):
+    """Random prefix extensions, as a search makes them: solutions grown one random step at a time."""
+    from data_tools.problems import generate_dataset
+
+    rng = random.Random(seed)
+    pool = generate_dataset(12, seed=seed)
+    steps = [s for e in pool for s in e.steps]
+    rounds, live = [], [(e.prompt, []) for e in pool[:n]]
+    for _ in range(4):
+        live = [(p, s + [rng.choice(steps)]) for p, s in live for _ in range(rng.randrange(1, 4))]
+        rng.shuffle(live)
+        rounds.append(live[:8])
+        live = live[:3]
+    return rounds
+
+
+def pair(artifact, **kw):
+    full, cached = Scorer(artifact, backend="torch", **kw), Scorer(artifact, backend="torch", prefix_cache_mb=64, **kw)
+    for s in (full, cached):  # the whole-solution steps after the logits: running minimum, calibration, checks
+        s.cfg.monotone, s.calibration, s.checks = True, CALIBRATION, True
+    return full, cached
+
+
+def assert_close(got, want):
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert np.abs(np.asarray(g) - np.asarray(w)).max() <= 1e-4, (g, w)
+
+
+@pytest.mark.parametrize("batch_size", [1, 5])
+def test_cached_scores_equal_full_scoring_over_random_prefix_extensions(tiny_artifact, batch_size):
+    full, cached = pair(tiny_artifact, batch_size=batch_size)
+    for seed in (0, 1):
+        for items in extensions(seed):
+            assert_close(cached.score(items), full.score(items))
+    stats = cached.cache_stats
+    assert stats["hits"] > 0 and stats["tokens_reused"] > 0
+    assert stats["tokens_computed"] < full.cache_stats["tokens_computed"] / 2
+    again = cached.cache_stats["tokens_computed"]
+    assert_close(cached.score(items), full.score(items))  # scored before: nothing left to compute
+    assert cached.cache_stats["tokens_computed"] == again
+
+
+def test_rows_of_one_batch_compute_a_shared_prompt_once(tiny_artifact):
+    full, cached = pair(tiny_artifact, batch_size=8)
+    prompt = "Tom has 5 apples. He buys 3 more apples and then gives away 2. How many apples does he have now?"
+    items = [(prompt, [f"He buys {k} more: 5 + {k} = {5 + k}"]) for k in range(1, 7)]
+    assert_close(cached.score(items), full.score(items))
+    prompt_tokens = len(cached.encode(prompt, []).input_ids)
+    assert cached.cache_stats["tokens_computed"] < full.cache_stats["tokens_computed"] - 4 * prompt_tokens
+
+
+def test_a_truncated_prompt_still_matches_right(tiny_artifact):
+    """Past max_length the prompt is cut from the left, so a longer solution starts with other tokens."""
+    full, cached = pair(tiny_artifact, max_length=60)
+    prompt = " ".join(f"Tom has {k} apples." for k in range(12))
+    steps = ["5 + 3 = 8", "8 - 2 = 6", "6 + 1 = 7", "The answer is 7."]
+    for k in range(1, 5):
+        assert_close(cached.score([(prompt, steps[:k])]), full.score([(prompt, steps[:k])]))
+
+
+def test_concurrent_requests_share_a_bounded_cache_and_get_correct_scores(tiny_artifact):
+    full, cached = pair(tiny_artifact, batch_size=3)
+    per_token = 2 * 2 * 2 * 8 * 4 + 4  # tiny backbone: 2 layers, k and v, 2 KV heads of 8, fp32; + a logit
+    cached.prefix_cache.max_bytes = 400 * per_token  # a few solutions: evictions while threads read
+    work = [items for seed in range(4) for items in extensions(seed)]
+    want = [full.score(items) for items in work]
+    got, errors = [None] * len(work), []
+
+    def worker(k: int) -> None:
+        try:
+            for j in range(k, len(work), 4):
+                got[j] = cached.score(work[j])
+        except Exception as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for g, w in zip(got, want, strict=True):
+        assert_close(g, w)
+    stats = cached.cache_stats
+    assert stats["bytes"] <= stats["max_bytes"] and stats["evictions"] > 0 and stats["hits"] > 0
+
+
+def test_onnx_falls_back_to_full_scoring_with_identical_results(tiny_artifact):
+    items = [it for items in extensions(2) for it in items]
+    plain = Scorer(tiny_artifact, backend="onnx").score(items)
+    scorer = Scorer(tiny_artifact, backend="onnx", prefix_cache_mb=64)
+    assert scorer.prefix_cache is None
+    assert scorer.score(items) == plain
+    assert scorer.cache_stats["tokens_computed"] > 0
+
+
+def test_a_whole_text_rendering_keys_by_its_own_tokens(tmp_path):
+    """An imported PRM renders the whole text (here a chat template) and tokenizes it once; the cache still
+    gives the full scores."""
+    from tiny_families import build_qwen_prm
+
+    from serving.cli import main
+
+    out = tmp_path / "qwen"
+    assert main(["-q", "import", "qwen-prm", str(build_qwen_prm(tmp_path / "src")), str(out)]) == 0
+    full, cached = Scorer(out, backend="torch"), Scorer(out, backend="torch", prefix_cache_mb=64)
+    assert cached.cfg.rendering
+    for items in extensions(3):
+        assert_close(cached.score(items), full.score(items))
+    assert cached.cache_stats["tokens_reused"] > 0
