@@ -1,6 +1,11 @@
 """Open-loop load test of the scoring service: capacity, latency under load, and overload behaviour.
 
-Starts a real ``bentoml serve`` on 127.0.0.1 for ``--model`` (``serving.launch.served``), then:
+Starts a real ``bentoml serve`` on 127.0.0.1 for ``--model`` (``serving.launch.served``) with the
+service's default backend (the fastest the artifact holds that passed its gate; ``--backend`` to choose),
+then:
+
+0. right after ``/readyz``: ten identical requests one after another (``first_request_s``,
+   ``tenth_request_s``): whatever the worker did not compile or warm up before ready shows here;
 
 1. capacity: closed loop (each of C workers sends its next request when its last one is answered)
    at each ``--concurrency`` level, after a warm-up that lets the adaptive batcher fit its latency
@@ -16,7 +21,11 @@ Starts a real ``bentoml serve`` on 127.0.0.1 for ``--model`` (``serving.launch.s
 3. 2x capacity, open loop: status counts (200 / 429 / 503 / 504 / other, where other includes
    client-side timeouts and broken connections), how fast refusals come back, whether every
    accepted request finished;
-4. afterwards: ``/readyz`` and a few sequential requests, compared with the in-process scores.
+4. afterwards: ``/readyz`` and a few sequential requests, compared with the in-process scores;
+5. side by side: one more ``bentoml serve`` per ``--compare`` backend (default ONNX fp32 and eager PyTorch
+   fp32), then ``--compare-rounds`` rounds in which each server in turn gets a closed loop at the capacity
+   concurrency; ``default_vs_torch_fp32`` / ``default_vs_onnx_fp32`` are the medians of the per-round
+   ratios of served tokens/s, so the machine's drift falls on all of them alike.
 
 It reads ``bentoml_service_adaptive_batch_size`` from ``/metrics`` around each phase (``mean_batch``:
 requests BentoML merged into one model call). Each request carries ``--items`` solutions (default 1:
@@ -26,18 +35,20 @@ generator runs on the same machine and takes CPU from the server; that cost is i
 
     .venv/bin/python benchmarks/load_test.py --model demo_out/model --threads 1
 
-The last line is JSON: service_vs_inprocess, p50_s / p95_s / p99_s (at 50% of capacity), by_load,
-status_2x, refusal_p99_s, accepted_finished, healthy_after, targets (each acceptance check).
+The last line is JSON: service_vs_inprocess, default_vs_torch_fp32, default_vs_onnx_fp32,
+served_tokens_per_s, first_request_s / tenth_request_s, p50_s / p95_s / p99_s (at 50% of capacity),
+by_load, status_2x, refusal_p99_s, accepted_finished, healthy_after, load_average, targets (each
+acceptance check).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
-import re
 import statistics
 import sys
 import tempfile
@@ -47,9 +58,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from data_tools.synth.problems import generate_dataset  # noqa: E402
+from loadgen import closed_loop, first_requests, open_loop, side_by_side, with_batches  # noqa: E402
 
-REFUSED = ("429", "503")
+from data_tools.synth.problems import generate_dataset  # noqa: E402
 
 
 def workload(n: int, seed: int, min_steps: int = 2, max_steps: int = 4, max_number: int = 20):
@@ -67,9 +78,34 @@ def log(message: str) -> None:
 
 
 def pick_backend(model: Path, backend: str | None) -> str:
-    from prm.scoring import ONNX_FILE
+    """``backend``, or the service's own default: the fastest the artifact holds that passed its gate."""
+    from prm.artifacts import Artifact
+    from prm.scoring import default_backend
 
-    return backend or ("onnx" if (model / ONNX_FILE).is_file() else "torch")
+    return backend or default_backend(Artifact(model))
+
+
+def serve(model: Path, backend: str, log_path: str | None = None):
+    """``serving.launch.served`` with ``PRM_BACKEND`` set for this server alone."""
+    from serving.launch import served
+
+    os.environ["PRM_BACKEND"] = backend  # the server process inherits it when it starts
+    # a compile on first start (torch-bf16-gptq) takes minutes on 2 cores; later starts read the cache
+    return served(model, log_path=log_path, ready_timeout=900)
+
+
+def has_backend(model: Path, backend: str) -> bool:
+    from prm.scoring.backends import FILES
+
+    return backend not in FILES or (model / FILES[backend]).is_file()
+
+
+def make_bodies(items, tokens, per_request: int) -> list[tuple[bytes, int]]:
+    """(JSON body, real tokens) of each request: ``per_request`` solutions, cycling through ``items``."""
+    return [(json.dumps({"items": [{"prompt": items[j % len(items)][0], "steps": items[j % len(items)][1]}
+                                   for j in range(i, i + per_request)]}).encode(),
+             sum(tokens[j % len(items)] for j in range(i, i + per_request)))
+            for i in range(0, len(items), per_request)]
 
 
 class InProcess:
@@ -93,136 +129,17 @@ class InProcess:
         return sum(self.tokens) / best
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return values[min(len(values) - 1, max(0, round(q / 100 * len(values) + 0.5) - 1))]
-
-
-class Recorder:
-    """Outcomes of one phase: (status, latency from the scheduled time, scored tokens), and how late
-    the generator itself sent each request (its own lag, were it short of CPU)."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, float, int]] = []
-        self.lags: list[float] = []
-        self.t0 = time.perf_counter()
-        self.t_end = self.t0
-
-    def add(self, status: str, latency: float, tokens: int, lag: float) -> None:
-        self.rows.append((status, latency, tokens))
-        self.lags.append(lag)
-        self.t_end = time.perf_counter()
-
-    def summary(self, offered_rps: float | None = None) -> dict:
-        elapsed = max(self.t_end - self.t0, 1e-9)
-        ok = [lat for s, lat, _ in self.rows if s == "200"]
-        refused = [lat for s, lat, _ in self.rows if s in REFUSED]
-        counts = {k: 0 for k in ("200", "429", "503", "504", "other")}
-        for s, _, _ in self.rows:
-            counts[s if s in counts else "other"] += 1
-        out = {
-            "requests": len(self.rows), "status": counts, "seconds": round(elapsed, 2),
-            "ok_rps": round(len(ok) / elapsed, 2),
-            "tokens_per_s": round(sum(t for s, _, t in self.rows if s == "200") / elapsed, 1),
-            "p50_s": percentile(ok, 50), "p95_s": percentile(ok, 95), "p99_s": percentile(ok, 99),
-            "max_s": max(ok) if ok else None,
-        }
-        if offered_rps is not None:
-            out["offered_rps"] = round(offered_rps, 2)
-            out["send_lag_p99_s"] = percentile(self.lags, 99)
-        if refused:
-            out["refusal_p50_s"], out["refusal_p99_s"] = percentile(refused, 50), percentile(refused, 99)
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
-
-
-async def post(http, body: bytes, start: float, tokens: int, rec: Recorder) -> None:
-    lag = time.perf_counter() - start
-    try:
-        resp = await http.post("/score", content=body, headers={"content-type": "application/json"})
-        status = str(resp.status_code)
-    except Exception:  # client timeout, reset connection: counted as "other"  # noqa: BLE001
-        status = "error"
-    rec.add(status, time.perf_counter() - start, tokens, lag)
-
-
-async def closed_loop(http, bodies, concurrency: int, seconds: float, max_requests: int,
-                      min_requests: int = 0) -> Recorder:
-    """C workers, each sending its next request as soon as its last one is answered: for ``seconds``
-    and at least ``min_requests`` (but at most 3 x ``seconds``), never more than ``max_requests``."""
-    rec, sent = Recorder(), 0
-    stop, hard_stop = rec.t0 + seconds, rec.t0 + 3 * seconds
-
-    def more() -> bool:
-        now = time.perf_counter()
-        return sent < max_requests and now < hard_stop and (now < stop or sent < min_requests)
-
-    async def worker(k: int) -> None:
-        nonlocal sent
-        i = k
-        while more():
-            sent += 1
-            body, tokens = bodies[i % len(bodies)]
-            await post(http, body, time.perf_counter(), tokens, rec)
-            i += concurrency
-
-    await asyncio.gather(*(worker(k) for k in range(concurrency)))
-    return rec
-
-
-async def open_loop(http, bodies, rate: float, seconds: float, min_requests: int, max_requests: int,
-                    arrivals: str, rng: random.Random) -> Recorder:
-    """Fire requests at ``rate`` per second on a schedule fixed in advance, never waiting for answers:
-    ``seconds`` worth, but at least ``min_requests`` (a p99 needs them) and at most ``max_requests``."""
-    n = max(1, min(max_requests, max(min_requests, round(rate * seconds))))
-    offsets, t = [], 0.0
-    for _ in range(n):
-        t += rng.expovariate(rate) if arrivals == "poisson" else 1.0 / rate
-        offsets.append(t)
-    rec = Recorder()
-    tasks = []
-    for i, offset in enumerate(offsets):
-        due = rec.t0 + offset
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        body, tokens = bodies[i % len(bodies)]
-        tasks.append(asyncio.create_task(post(http, body, due, tokens, rec)))
-    await asyncio.gather(*tasks)
-    return rec
-
-
-async def batch_metric(http) -> tuple[float, float]:
-    """(sum, count) of bentoml_service_adaptive_batch_size for the inference API, over all workers."""
-    text = (await http.get("/metrics")).text
-    total = {"sum": 0.0, "count": 0.0}
-    for kind in total:
-        for m in re.finditer(rf'^bentoml_service_adaptive_batch_size_{kind}\{{[^}}]*method_name="score_steps"[^}}]*\}} (\S+)$',
-                             text, re.M):
-            total[kind] += float(m.group(1))
-    return total["sum"], total["count"]
-
-
-async def with_batches(http, phase):
-    s0, c0 = await batch_metric(http)
-    rec = await phase
-    s1, c1 = await batch_metric(http)
-    return rec, {"model_calls": int(c1 - c0), "mean_batch": round((s1 - s0) / (c1 - c0), 2) if c1 > c0 else None,
-                 "metric_count": [c0, c1]}
-
-
 async def run_load(base_url: str, args, items, reference: InProcess) -> dict:
     import httpx
 
-    tokens = reference.tokens
-    bodies = [(json.dumps({"items": [{"prompt": items[j % len(items)][0], "steps": items[j % len(items)][1]}
-                                     for j in range(i, i + args.items)]}).encode(),
-               sum(tokens[j % len(items)] for j in range(i, i + args.items)))
-              for i in range(0, len(items), args.items)]
+    bodies = make_bodies(items, reference.tokens, args.items)
     rng = random.Random(args.seed)
     limits = httpx.Limits(max_connections=args.max_connections, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=base_url, timeout=args.client_timeout, limits=limits) as http:
+        # right after /readyz: is anything (compiling, warming up) left for the first requests to pay?
+        middle = sorted(range(len(bodies)), key=lambda i: bodies[i][1])[len(bodies) // 2]
+        first = await first_requests(http, bodies[middle][0], 10)
+        log(f"first 10 requests after ready: {', '.join(f'{t * 1000:.0f}' for t in first)} ms")
         # warm-up: the adaptive batcher fits its latency model on its first calls
         await closed_loop(http, bodies, min(8, max(args.levels)), 600, args.warmup)
 
@@ -264,7 +181,7 @@ async def run_load(base_url: str, args, items, reference: InProcess) -> dict:
             if resp.status_code == 200:
                 got = resp.json()["results"][0]["step_scores"]
                 diffs.append(max(abs(a - b) for a, b in zip(got, reference.scores[i], strict=True)))
-    return {"pairs": pairs, "capacity_levels": levels, "capacity_concurrency": int(best),
+    return {"first_requests_s": first, "pairs": pairs, "capacity_levels": levels, "capacity_concurrency": int(best),
             "capacity_rps": capacity_rps, "by_load": by_load,
             "healthy_after": ready and statuses == [200] * len(statuses),
             "after_max_abs_diff": max(diffs) if diffs else None}
@@ -292,7 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="demo_out/model", help="artifact folder (default: demo_out/model, from `make demo`)")
     ap.add_argument("--tiny", action="store_true", help="build and use the tiny test artifact instead (smoke run)")
-    ap.add_argument("--backend", default=None, help="Scorer backend for both sides (default: onnx when exported)")
+    ap.add_argument("--backend", default=None, help="Scorer backend for both sides (default: the service's own, the "
+                    "fastest the artifact holds that passed its gate)")
+    ap.add_argument("--compare", default="onnx,torch", help="backends served side by side with the default, in "
+                    "turns, for served tokens/s ratios ('' for none; a backend the artifact lacks is left out)")
+    ap.add_argument("--compare-rounds", type=int, default=3, help="turns of the side-by-side comparison")
     ap.add_argument("--threads", type=int, default=0, help="model threads, in-process and in the service "
                     "(PRM_THREADS; default: all cores)")
     ap.add_argument("--solutions", type=int, default=96, help="distinct solutions, cycled through")
@@ -315,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                     help="extra environment for the server, e.g. PRM_MAX_CONCURRENCY=32 (repeatable)")
-    ap.add_argument("--server-log", default=None, help="write the server's log here")
+    ap.add_argument("--server-log", default=None, help="write the server's log here (the default backend's)")
     return ap
 
 
@@ -337,17 +258,27 @@ def main(argv: list[str] | None = None) -> dict:
         ref = InProcess(model, backend, threads, items)
         log(f"in-process scorer ready: {backend}, {threads} threads, {sum(ref.tokens)} tokens")
 
-        from serving.launch import served
-
         env = {"PRM_BACKEND": backend, "PRM_THREADS": str(threads)}
         env.update(kv.split("=", 1) for kv in args.server_env)
         saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)  # the server process inherits it
+        os.environ.update(env)  # the server processes inherit it
+        compare = [b for b in args.compare.split(",") if b and b != backend and has_backend(model, b)]
         try:
-            log("starting bentoml serve")
-            with served(model, log_path=args.server_log) as client:
+            with contextlib.ExitStack() as stack:
+                log(f"starting bentoml serve ({backend})")
+                client = stack.enter_context(serve(model, backend, args.server_log))
                 log("service ready")
                 load = asyncio.run(run_load(client.base_url, args, items, ref))
+                urls = {backend: client.base_url}
+                for other in compare:
+                    log(f"starting bentoml serve ({other}) for the side-by-side comparison")
+                    urls[other] = stack.enter_context(serve(model, other)).base_url
+                served_tps = {}
+                if compare:
+                    served_tps = asyncio.run(side_by_side(
+                        urls, make_bodies(items, ref.tokens, args.items), load["capacity_concurrency"], args.seconds,
+                        args.compare_rounds, args.warmup, args.min_requests, args.max_requests, args.client_timeout))
+                    log(f"served tokens/s side by side: {served_tps}")
         finally:
             for k, v in saved.items():
                 os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
@@ -358,14 +289,24 @@ def main(argv: list[str] | None = None) -> dict:
     service = statistics.median(p["tokens_per_s"] for p in pairs)
     ratio = statistics.median(p["tokens_per_s"] / p["inprocess_tokens_per_s"] for p in pairs)
     refused = over["status"]["429"] + over["status"]["503"]
+    first = load["first_requests_s"]
+    # served tokens/s of the default over each other backend: the median of the per-round ratios
+    vs = {other: round(statistics.median(a / b for a, b in zip(served_tps[backend], served_tps[other], strict=True)), 3)
+          for other in served_tps if other != backend}
     targets = {
         "service_vs_inprocess>=0.85": ratio >= 0.85,
+        # 10% for this shared machine's jitter: a compile or warm-up left to the first request costs far more
+        "first_request<=1.1xtenth": first[0] <= 1.1 * first[-1],
         "p99<=3xp50_at_50%": half["p99_s"] is not None and half["p99_s"] <= 3 * half["p50_s"],
         "2x:excess_refused": refused > 0,
         "2x:refusals_fast(p99<1s)": refused > 0 and over.get("refusal_p99_s", 99) < 1.0,
         "2x:accepted_finished": over["status"]["other"] == 0 and over["status"]["504"] == 0,
         "healthy_after": load["healthy_after"],
     }
+    if "torch" in vs:
+        targets["default_vs_torch_fp32>=2.5"] = vs["torch"] >= 2.5
+    if "onnx" in vs:
+        targets["default_vs_onnx_fp32>=1.4"] = vs["onnx"] >= 1.4
     result = {
         "model": str(args.model if not args.tiny else "tiny"), "backend": backend, "threads": threads,
         "items_per_request": args.items, "solutions": len(items),
@@ -378,10 +319,16 @@ def main(argv: list[str] | None = None) -> dict:
         "refusal_p99_s": over.get("refusal_p99_s"), "accepted_p99_s_2x": over["p99_s"],
         "accepted_finished": targets["2x:accepted_finished"], "healthy_after": load["healthy_after"],
         "after_max_abs_diff": load["after_max_abs_diff"],
+        "first_request_s": round(first[0], 4), "tenth_request_s": round(first[-1], 4),
+        "first_requests_s": [round(t, 4) for t in first],
+        "served_tokens_per_s": {b: round(statistics.median(v), 1) for b, v in served_tps.items()},
+        "served_tokens_per_s_rounds": served_tps,
         "by_load": load["by_load"], "capacity_levels": load["capacity_levels"], "pairs": pairs,
         "server_env": {k: v for k, v in env.items() if k not in ("PRM_BACKEND", "PRM_THREADS")},
         "targets": targets, "all_targets_met": all(targets.values()),
+        "load_average": os.getloadavg(),
     }
+    result.update(default_vs_torch_fp32=vs.get("torch"), default_vs_onnx_fp32=vs.get("onnx"), default_vs=vs)
     print(json.dumps(result))
     return result
 

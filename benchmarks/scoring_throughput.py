@@ -58,8 +58,8 @@ def throughput(scorers: dict[str, Scorer], items, repeats: int) -> tuple[dict[st
     return {backend: tokens / seconds for backend, seconds in best.items()}, tokens
 
 
-def bf16_roofline(folder: Path, mean_len: float, threads: int) -> dict:
-    """bf16 GEMM FLOP/s at the backbone's matmul shapes (M = 8 x mean length), as tokens/s."""
+def bf16_roofline(folder: Path, mean_len: float, threads: int, device: str = "cpu") -> dict:
+    """bf16 GEMM FLOP/s at the backbone's matmul shapes (M = 8 x mean length) on ``device``, as tokens/s."""
     import torch
 
     cfg = json.loads((folder / "config.json").read_text())
@@ -70,13 +70,17 @@ def bf16_roofline(folder: Path, mean_len: float, threads: int) -> dict:
     shapes = [(h, h), (h, 2 * kv), (h, h), (h, 2 * inter), (inter, h)]  # q, kv, o, gate+up, down
     flops, seconds = 0.0, 0.0
     for k, n in shapes:
-        a, b = torch.randn(m, k, dtype=torch.bfloat16), torch.randn(k, n, dtype=torch.bfloat16)
+        a = torch.randn(m, k, dtype=torch.bfloat16, device=device)
+        b = torch.randn(k, n, dtype=torch.bfloat16, device=device)
         for _ in range(3):
             a @ b
-        reps = 10
+        reps = 10 if device == "cpu" else 200
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        sync()
         t0 = time.perf_counter()
         for _ in range(reps):
             a @ b
+        sync()
         seconds += (time.perf_counter() - t0) / reps
         flops += 2.0 * m * k * n
     gflops = flops / seconds / 1e9
@@ -96,15 +100,18 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3, help="rounds; each backend keeps its best pass")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--fp16", action="store_true", help="also make, gate and time onnx/model.fp16.onnx (on by "
+                    "default when a GPU is present; on a CPU it runs no faster than fp32)")
     ap.add_argument("--calib-solutions", type=int, default=300,
                     help="generated solutions (seed + 1) that GPTQ rounds the bf16 weights on")
     args = ap.parse_args()
 
     import torch
 
-    from prm.export import Int8GateError, compare_backends, gate_labels, quantize_int8
+    from prm.export import GateError, compare_backends, convert_fp16, gate_labels, quantize_int8
     from prm.export.gptq import write_bf16_weights
-    from prm.scoring import ONNX_INT8_FILE
+    from prm.scoring import ONNX_FP16_FILE, ONNX_INT8_FILE
+    from prm.scoring.cuda import gpu_count
 
     torch.set_num_threads(args.threads)
     folder = Path(args.model)
@@ -113,8 +120,14 @@ def main() -> None:
     gates, cache = {"torch": {"passed": True}}, {}
     try:
         gates["onnx-int8"] = quantize_int8(folder, check_items, check_labels, keep_refused=True)
-    except Int8GateError as exc:  # still timed below, then removed: the table shows what the gate refused
+    except GateError as exc:  # still timed below, then removed: the table shows what the gate refused
         gates["onnx-int8"] = exc.figures
+    fp16 = args.fp16 or gpu_count() > 0
+    if fp16:
+        try:
+            gates["onnx-fp16"] = convert_fp16(folder, check_items, check_labels, keep_refused=True)
+        except GateError as exc:
+            gates["onnx-fp16"] = exc.figures
     calib = workload(args.calib_solutions, args.seed + 1)  # fresh problems: neither timed nor gated on
     write_bf16_weights(folder, calib)
     for backend in ("torch-bf16", "torch-bf16-gptq", "onnx"):
@@ -122,12 +135,15 @@ def main() -> None:
                                           cache=cache)
 
     items = workload(args.solutions, args.seed)
-    scorers = {b: Scorer(folder, backend=b, batch_size=args.batch_size, threads=args.threads) for b in BACKENDS}
+    scorers = {b: Scorer(folder, backend=b, batch_size=args.batch_size, threads=args.threads) for b in BACKENDS
+               if b != "onnx-fp16" or fp16}
+    devices = {b: s.device for b, s in scorers.items()}
     rows, tokens = throughput(scorers, items, args.repeats)
     del scorers
-    if not gates["onnx-int8"]["passed"]:
-        (folder / ONNX_INT8_FILE).unlink(missing_ok=True)
-    roof = bf16_roofline(folder, tokens / len(items), args.threads)
+    for backend, path in (("onnx-int8", ONNX_INT8_FILE), ("onnx-fp16", ONNX_FP16_FILE)):
+        if backend in gates and not gates[backend]["passed"]:
+            (folder / path).unlink(missing_ok=True)
+    roof = bf16_roofline(folder, tokens / len(items), args.threads, devices["torch"])
     base = rows["torch"]
     steps = gates["onnx"]["steps"]
     print(f"{len(items)} solutions, {tokens} real tokens (mean {tokens / len(items):.0f}), batch {args.batch_size}, "
@@ -155,7 +171,7 @@ def main() -> None:
                       "calibrated_max_abs_diff_torch_onnx": gates["onnx"]["max_abs_score_diff"],
                       "roofline_tok_s": round(roof["roofline_tok_s"], 1),
                       "roofline_fraction": round(passing[best] / roof["roofline_tok_s"], 3),
-                      "threads": args.threads, "tokens": tokens}))
+                      "threads": args.threads, "tokens": tokens, "devices": devices}))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The BentoML scoring service over a PRM artifact (ONNX preferred, PyTorch fallback).
+"""The BentoML scoring service over a PRM artifact, with the fastest backend it holds that passed its gate.
 
 Two services. ``PRMService`` is the public front: ``POST /score`` (step scores and a solution score
 per item), ``POST /rank`` (best-of-N over candidates of one prompt), ``POST /openrlhf`` (OpenRLHF's
@@ -31,9 +31,15 @@ work finishes and batch clients still get in. Lower it where callers would rathe
 
 Batching: ``PRM_BATCH_MAX_SIZE`` solutions per model call (64); ``PRM_BATCH_MAX_LATENCY_MS``
 (60000: BentoML's batcher drops, with a 503, a queued call it expects to miss this; a backstop
-behind the two limits above); ``PRM_FORWARD_BATCH`` rows per forward pass (1 on a CPU, 16 on a
-GPU); ``PRM_BATCH_MAX_HOLD_MS`` (0) and ``PRM_BATCH_TICK_MS`` (5), two of the batcher's internals
-(``serving.batcher``). ``PRM_BACKEND`` and ``PRM_THREADS`` (model threads; default all cores).
+behind the two limits above); ``PRM_FORWARD_BATCH`` rows per forward pass (0: ``forward_batch``'s
+choice, by backend and device); ``PRM_BATCH_MAX_HOLD_MS`` (0) and ``PRM_BATCH_TICK_MS`` (5), two of the
+batcher's internals (``serving.batcher``). ``PRM_THREADS`` (model threads; default all cores).
+
+``PRM_BACKEND`` (default: ``prm.scoring.default_backend``, the fastest backend the artifact holds that
+passed its quality gate, per ``gates.json``: on a CPU torch-bf16-gptq, then onnx-int8, onnx, torch; on
+a GPU onnx-fp16 first). The worker compiles and warms it up on every shape class it will see (one row
+a pass and, when it batches, several rows) before ``/readyz`` says ready, so the first request is no
+slower than the tenth.
 Prompts and steps are never logged (``serving.guard.quiet_refusals``).
 """
 
@@ -70,6 +76,23 @@ log = logging.getLogger(__name__)
 SETTINGS = ServeConfig.from_env()
 
 
+def forward_batch(backend: str, device: str) -> int:
+    """Rows per forward pass when ``PRM_FORWARD_BATCH`` is 0. A GPU wants full batches: the whole call
+    (up to ``PRM_BATCH_MAX_SIZE``, 64), sorted by length and padded to its longest. On a CPU a solution
+    costs about what it costs alone, and padding solutions of other lengths to one another only adds
+    work: demo model, one thread, ~185 ms of CPU per solution alone, ~200 sorted in batches of 16,
+    ~250 in unsorted groups of 8, which is what a batch of a few requests is."""
+    if device == "cuda":
+        return 64
+    return 1
+
+
+def warmup_items(n: int) -> list[Item]:
+    """``n`` solutions of unequal lengths (1 to 3 steps) for the warm-up."""
+    base = EXAMPLE_ITEMS[0]
+    return [Item(prompt=base.prompt, steps=base.steps * (1 + i % 3)) for i in range(max(2, n))]
+
+
 def too_large(message: str) -> bentoml.exceptions.BentoMLException:
     return bentoml.exceptions.BentoMLException(message, error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
 
@@ -82,24 +105,26 @@ class PRMInference:
     """The model: one batchable API over solutions, fed by BentoML's adaptive batcher."""
 
     def __init__(self) -> None:
-        from prm.scoring import ONNX_FILE, Scorer
+        from prm.artifacts import Artifact
+        from prm.scoring import Scorer, default_backend
 
         quiet_refusals()
         settings = ServeConfig.from_env()
         tune_batcher(settings.batch_max_hold_ms / 1000, settings.batch_tick_ms / 1000)
         folder = Path(os.environ.get("PRM_MODEL_DIR", "prm_model"))
-        backend = settings.backend or ("onnx" if (folder / ONNX_FILE).is_file() else "torch")
+        backend = settings.backend or default_backend(Artifact(folder))
         self.scorer = Scorer(folder, backend=backend, threads=settings.threads or None,
                              max_length=settings.max_length or None,
                              checks={"on": True, "off": False}.get(settings.checks))
-        # Rows per forward pass. On a CPU a solution costs about what it costs alone, and padding
-        # solutions of other lengths to one another only adds work: demo model, one thread, ~185 ms of
-        # CPU per solution alone, ~200 sorted in batches of 16, ~250 in unsorted groups of 8, which is
-        # what a batch of a few requests is. A GPU wants full batches.
-        self.scorer.batch_size = settings.forward_batch or (16 if self.scorer.device == "cuda" else 1)
+        self.scorer.batch_size = settings.forward_batch or forward_batch(backend, self.scorer.device)
         # In-process (no `bentoml serve`) several threads may call at once; the model runs one batch at a time.
         self._lock = threading.Lock()
-        self.score_steps(EXAMPLE_ITEMS)  # warm-up before /readyz
+        # Warm-up before /readyz, once per shape class a request can bring: one row a pass, and several
+        # rows of unequal lengths (torch.compile builds a graph for a batch of one and one for the rest).
+        self.score_steps(EXAMPLE_ITEMS)
+        if self.scorer.batch_size > 1:
+            self.score_steps(warmup_items(self.scorer.batch_size))
+        self.score_steps(EXAMPLE_ITEMS)
         self.ready = True
         log.info("PRM inference ready: %s (%s backend)", folder, backend)
 

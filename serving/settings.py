@@ -23,7 +23,8 @@ class ServeConfig:
     port: int = opt(3000, min=0, max=65535)
     """port to listen on"""
     backend: str = ""
-    """scoring backend: torch, torch-bf16, torch-bf16-gptq, onnx, onnx-int8 (empty: onnx when the model is exported, else torch)"""
+    """scoring backend: torch, torch-bf16, torch-bf16-gptq, onnx, onnx-int8, onnx-fp16 (empty: the fastest the model holds
+    that passed its quality gate, per its gates.json: see prm.scoring.default_backend)"""
     threads: int = opt(0, min=0)
     """CPU threads of the model (0: all cores)"""
     checks: str = opt("artifact", choices=("artifact", "on", "off"))
@@ -51,7 +52,7 @@ class ServeConfig:
     batch_max_latency_ms: int = opt(60000, min=1)
     """BentoML's batcher drops (503) a queued call it expects to miss this; a backstop behind --max-wait-ms"""
     forward_batch: int = opt(0, min=0)
-    """rows per forward pass (0: 1 on a CPU, where padding only adds work; 16 on a GPU)"""
+    """rows per forward pass (0: 1 on a CPU, where padding only adds work; 64 on a GPU)"""
     batch_max_hold_ms: int = opt(0, min=0)
     """cap on how long BentoML's batcher holds a batch open for more requests"""
     batch_tick_ms: int = opt(5, min=1)

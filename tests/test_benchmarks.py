@@ -66,13 +66,18 @@ def test_train_throughput_reports_both_speedups(tiny_backbone):
 
 def test_load_test_runs_on_the_tiny_artifact_and_reports_json(tiny_artifact):
     res = run("load_test.py", "--model", str(tiny_artifact), "--solutions", "16", "--warmup", "8",
-              "--concurrency", "4", "--seconds", "1", "--min-requests", "5", "--overload-seconds", "1", "--pairs", "1")
+              "--concurrency", "4", "--seconds", "1", "--min-requests", "5", "--overload-seconds", "1", "--pairs", "1",
+              "--compare-rounds", "1")
     for key in ("service_vs_inprocess", "p50_s", "p99_s", "by_load", "status_2x", "healthy_after", "targets"):
         assert key in res, key
     assert set(res["by_load"]) == {"0.25", "0.5", "0.8", "2.0"}
     assert set(res["status_2x"]) == {"200", "429", "503", "504", "other"}
     assert res["service_vs_inprocess"] > 0 and res["healthy_after"]
     assert res["after_max_abs_diff"] <= 1e-5  # the service answers what the in-process scorer computes
+    # the default (onnx here: nothing else passed a gate) served side by side with eager PyTorch fp32
+    assert res["backend"] == "onnx" and set(res["served_tokens_per_s"]) == {"onnx", "torch"}
+    assert res["default_vs_torch_fp32"] > 0 and res["default_vs_onnx_fp32"] is None
+    assert len(res["first_requests_s"]) == 10 and res["first_request_s"] > 0
 
 
 def test_readme_load_test_command_parses():

@@ -32,7 +32,7 @@ def input_hessians(scorer, items) -> dict[str, torch.Tensor]:
     hooks = []
     for name, lin in linears(model.backbone).items():
         def hook(_module, args, name=name):
-            x = args[0].reshape(-1, args[0].shape[-1])[state["mask"]].float()
+            x = args[0].reshape(-1, args[0].shape[-1])[state["mask"].to(args[0].device)].float()
             hessians[name] = hessians.get(name, 0) + (x.T @ x).double()
         hooks.append(lin.register_forward_pre_hook(hook))
     try:
@@ -40,7 +40,8 @@ def input_hessians(scorer, items) -> dict[str, torch.Tensor]:
         with torch.inference_mode():
             for _, ids, mask in batches:
                 state["mask"] = torch.from_numpy(mask).bool().reshape(-1)
-                model.step_logits(torch.from_numpy(ids), torch.from_numpy(mask))
+                device = next(model.parameters()).device  # a GPU when the scorer took one
+                model.step_logits(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
     finally:
         for h in hooks:
             h.remove()
@@ -54,12 +55,12 @@ def gptq_bf16(weight: torch.Tensor, hessian: torch.Tensor, damp: float = 0.01, b
     h = hessian.double().clone()
     dead = torch.diag(h) == 0  # inputs never active: their weights cannot matter
     h[dead, dead] = 1.0
-    h += damp * torch.mean(torch.diag(h)) * torch.eye(k, dtype=h.dtype)
+    h += damp * torch.mean(torch.diag(h)) * torch.eye(k, dtype=h.dtype, device=h.device)
     hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
     q = torch.empty_like(w)
     for b0 in range(0, k, block):
         b1 = min(b0 + block, k)
-        w1, err, hb = w[:, b0:b1].clone(), torch.empty(w.shape[0], b1 - b0, dtype=w.dtype), hinv[b0:b1, b0:b1]
+        w1, err, hb = w[:, b0:b1].clone(), torch.empty(w.shape[0], b1 - b0, dtype=w.dtype, device=w.device), hinv[b0:b1, b0:b1]
         for i in range(b1 - b0):
             q[:, b0 + i] = w1[:, i].to(torch.bfloat16).double()
             err[:, i] = (w1[:, i] - q[:, b0 + i]) / hb[i, i]
@@ -81,7 +82,7 @@ def write_bf16_weights(folder: str | Path, calib_items) -> Path:
     layers = linears(scorer.model.backbone)
     with Progress(len(layers), "GPTQ bf16 rounding", "layers") as bar:
         for name, lin in layers.items():
-            weights[f"{name}.weight"] = gptq_bf16(lin.weight, hessians[name]).contiguous()
+            weights[f"{name}.weight"] = gptq_bf16(lin.weight, hessians[name]).contiguous().cpu()
             bar.update()
     return Artifact(folder).save_bf16_weights(
         weights, {"rounding": "gptq-bf16", "calib_solutions": str(len(calib_items))})
