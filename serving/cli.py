@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_cli.register(sub)
     prm_cli.register(sub)
     _register_serve(sub)
+    _register_proxy(sub)
 
     p = sub.add_parser("score", help="score solutions in-process (or over HTTP with --url)")
     p.add_argument("model", nargs="?", help="artifact folder (not needed with --url)")
@@ -88,6 +89,43 @@ def _register_serve(sub: argparse._SubParsersAction) -> None:
     add_config_flags(p, ServeConfig, defaults=vars(ServeConfig.from_env()) if _env_ok() else None)
     add_config_file(p)
     p.set_defaults(func=_serve)
+
+
+def _register_proxy(sub: argparse._SubParsersAction) -> None:
+    from serving.generate_server import GenerateServerConfig
+    from serving.proxy.config import ProxyConfig
+
+    p = sub.add_parser("proxy", help="OpenAI-compatible chat endpoint answering by PRM-guided search",
+                       description="Serve POST /v1/chat/completions and GET /v1/models in front of an "
+                       "OpenAI-compatible generator (--generator-url) and a PRM service (--prm-url): each request "
+                       "runs a search (body fields strategy, budget, seed, return_trace, or a model-name prefix "
+                       "such as beam-8-MODEL) and gets the chosen steps as an ordinary chat completion.")
+    add_config_flags(p, ProxyConfig)
+    add_config_file(p)
+    p.set_defaults(func=_proxy)
+    p = sub.add_parser("generate-server", help="OpenAI-compatible generator over a local model (SmolLM2 by default)",
+                       description="Serve POST /v1/completions and /v1/chat/completions from a causal LM decoded "
+                       "in-process (the embedded SmolLM2-135M by default): the generator prm proxy and prm label "
+                       "--completer openai can use without vLLM.")
+    add_config_flags(p, GenerateServerConfig)
+    add_config_file(p)
+    p.set_defaults(func=_generate_server)
+
+
+def _proxy(args: argparse.Namespace) -> None:
+    from serving.proxy import ProxyConfig, check, serve_proxy
+
+    config = config_from(args, ProxyConfig)
+    check(config)
+    print(f"prm proxy on http://{config.host}:{config.port}/v1 (generator {config.generator_url}, PRM "
+          f"{config.prm_url})", flush=True)
+    serve_proxy(config, "info" if args.verbose else "warning")
+
+
+def _generate_server(args: argparse.Namespace) -> None:
+    from serving.generate_server import GenerateServerConfig, serve
+
+    serve(config_from(args, GenerateServerConfig), "info" if args.verbose else "warning")
 
 
 def _env_ok() -> bool:

@@ -62,9 +62,11 @@ class HFCompleter:
     rows_per_batch: int = 128  # more prefixes join a batch while its sampled rows stay within this
     shared_prefix_attention: bool = False  # model loaded with prm.generation.shared_prefix's attention
     tokens_generated: int = 0  # running count, for throughput reports
+    last_token_counts: list[list[int]] | None = None  # per request, per sample: tokens sampled (stop/eos included)
 
     def complete(self, requests: Sequence[RolloutRequest]) -> list[list[str]]:
         out: list[list[str]] = []
+        self.last_token_counts = []
         for batch in self._batches(requests):
             out.extend(self._complete_batch(batch))
         return out
@@ -134,6 +136,7 @@ class HFCompleter:
         gens = [torch.Generator().manual_seed(s) for r in requests for s in r.seeds]
         owner = rows.tolist()
         texts = [""] * len(gens)
+        sampled = [0] * len(gens)
         token_lists: list[list[int]] = [[] for _ in gens]
         active = list(range(len(gens)))  # sample index of each live batch row
         eos = tok.eos_token_id
@@ -143,6 +146,7 @@ class HFCompleter:
             for row, a in enumerate(active):
                 t = int(next_ids[row])
                 self.tokens_generated += 1
+                sampled[a] += 1
                 if t == eos:
                     continue
                 token_lists[a].append(t)
@@ -162,8 +166,12 @@ class HFCompleter:
                         cache=cache, use_cache=True)
             logits = out.logits[:, -1].float()
         grouped: list[list[str]] = [[] for _ in requests]
+        counts: list[list[int]] = [[] for _ in requests]
         for a, text in enumerate(texts):
             grouped[owner[a]].append(text)
+            counts[owner[a]].append(sampled[a])
+        if self.last_token_counts is not None:
+            self.last_token_counts.extend(counts)
         return grouped
 
     def _sample(self, logits, gens):
