@@ -1,4 +1,5 @@
-"""PRM scores as rewards for RL trainers, through ``PRMClient``: TRL GRPO, veRL, per-step rewards.
+"""PRM scores as rewards for RL trainers, through ``PRMClient``: TRL GRPO, veRL, per-step rewards, and
+its_hub's process reward model interface (``its_hub_prm``).
 
 Each adapter turns what a trainer hands a reward function (prompts and completions, as text or chat
 messages) into scoring requests: the prompt is the problem, the completion is split into steps
@@ -111,3 +112,96 @@ def verl_compute_score(client: PRMClient, prompt_key: str = "question", **kwargs
 
     compute_score.rewarder = rewarder  # type: ignore[attr-defined]
     return compute_score
+
+
+class ItsHubPRM:
+    """The PRM service as its_hub's process reward model (``its_hub.AbstractProcessRewardModel``).
+
+    its_hub's step-wise algorithms (``BeamSearch``, ``ParticleFiltering``, ``ParticleGibbs``) call
+    ``await prm.ascore(prompt, responses)`` with each partial response as one string, its steps joined
+    by ``StepGeneration``'s ``step_token``, and read one score per response (a probability: particle
+    filtering takes its logit). So, as its_hub's own ``LocalVllmProcessRewardModel``: ``score`` and
+    ``ascore`` take a prompt (a string, chat messages or its_hub's ``ChatMessages``; the last user
+    message is the problem) and a response or a list of them, split each into steps (``split``: one
+    per line by default, which fits ``step_token="\\n"`` or ``"\\n\\n"``) and return its aggregated
+    score (a float for one response, a list for several; ``empty_reward`` for a response with no
+    step). Works with ``PRMClient`` (``ascore`` runs it in a thread) or ``AsyncPRMClient`` (``score``
+    runs it with ``asyncio.run``). Build one with ``its_hub_prm``, which makes it a subclass of
+    its_hub's class; this module never imports its_hub.
+    """
+
+    def __init__(self, client, aggregate: str = "min", split: str = "lines", pattern: str | None = None,
+                 empty_reward: float = 0.0):
+        self.client, self.aggregate, self.split, self.pattern = client, aggregate, split, pattern
+        self.empty_reward = empty_reward
+        self.stats: Counter = Counter()
+
+    def score(self, prompt_or_messages: Any, response_or_responses: str | Sequence[str]) -> float | list[float]:
+        if _is_async(self.client):
+            import asyncio
+
+            return asyncio.run(self.ascore(prompt_or_messages, response_or_responses))
+        items, where, out = self._items(prompt_or_messages, response_or_responses)
+        return self._fill(out, where, self.client.score(items, aggregate=self.aggregate) if items else [],
+                          isinstance(response_or_responses, str))
+
+    async def ascore(self, prompt_or_messages: Any, response_or_responses: str | Sequence[str]) -> float | list[float]:
+        if not _is_async(self.client):
+            import asyncio
+
+            return await asyncio.to_thread(self.score, prompt_or_messages, response_or_responses)
+        items, where, out = self._items(prompt_or_messages, response_or_responses)
+        results = await self.client.score(items, aggregate=self.aggregate) if items else []
+        return self._fill(out, where, results, isinstance(response_or_responses, str))
+
+    def _items(self, prompt_or_messages: Any, responses: str | Sequence[str]) -> tuple[list[dict], list[int], list]:
+        prompt = its_hub_prompt(prompt_or_messages)
+        responses = [responses] if isinstance(responses, str) else list(responses)
+        items, where = [], []
+        for i, response in enumerate(responses):
+            steps = split_steps(message_text(response), self.split, self.pattern)
+            if steps:
+                items.append({"prompt": prompt, "steps": steps})
+                where.append(i)
+            else:
+                self.stats["empty_responses"] += 1
+        self.stats["scored"] += len(items)
+        return items, where, [self.empty_reward] * len(responses)
+
+    @staticmethod
+    def _fill(out: list, where: list[int], results: list[dict], single: bool) -> float | list[float]:
+        for i, r in zip(where, results, strict=True):
+            out[i] = float(r["score"])
+        return out[0] if single else out
+
+
+def its_hub_prompt(value: Any) -> str:
+    """The problem text of what its_hub passes as a prompt: a string, chat messages (dicts or its_hub's
+    ``ChatMessage``) or its ``ChatMessages`` wrapper (the last user message)."""
+    if hasattr(value, "to_chat_messages"):
+        value = value.to_chat_messages()
+    if isinstance(value, (list, tuple)):
+        value = [m if isinstance(m, dict) else
+                 {"role": getattr(m, "role", ""),
+                  "content": m.extract_text_content() if hasattr(m, "extract_text_content") else getattr(m, "content", "")}
+                 for m in value]
+    return message_text(value)
+
+
+def _is_async(client) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(getattr(client, "score", None))
+
+
+def its_hub_prm(client, **kwargs) -> ItsHubPRM:
+    """An ``ItsHubPRM`` that is an instance of ``its_hub.AbstractProcessRewardModel`` (its_hub imported here):
+
+        BeamSearch(StepGeneration(max_steps=8, step_token="\\n", stop_token="answer is"), its_hub_prm(PRMClient(url)), beam_width=4)
+
+    ``kwargs`` go to ``ItsHubPRM`` (aggregate, split, pattern, empty_reward).
+    """
+    from its_hub import AbstractProcessRewardModel
+
+    cls = type("ItsHubProcessRewardModel", (ItsHubPRM, AbstractProcessRewardModel), {"__module__": __name__})
+    return cls(client, **kwargs)

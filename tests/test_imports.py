@@ -21,6 +21,7 @@ def loaded_after(statement: str) -> set[str]:
     ("import prm.train, prm.scoring, prm.export, prm.calibrate, prm.artifacts, prm.cli",
      {"serving", "bentoml", "onnxruntime", "sklearn", "matplotlib"}),
     ("import serving.client, serving.adapters", {"prm", "torch", "bentoml", "transformers", "onnxruntime"}),
+    ("import serving.proxy, serving.proxy.app", {"prm", "torch", "bentoml", "transformers", "onnxruntime", "its_hub"}),
 ])
 def test_layering(statement, forbidden):
     assert loaded_after(statement) & forbidden == set()
