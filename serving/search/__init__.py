@@ -49,8 +49,8 @@ from serving.search.core import (
 from serving.search.legacy import Beam, beam_search, best_of_n
 from serving.search.mcts import mcts
 from serving.search.particles import particle_filter
-from serving.search.sampling import greedy, majority_vote, weighted_vote
 from serving.search.sampling import best_of_n as _best_of_n_strategy
+from serving.search.sampling import greedy, majority_vote, weighted_vote
 
 STRATEGIES = ("greedy", "majority_vote", "best_of_n", "weighted_vote", "beam", "particle_filter", "mcts")
 PRM_GUIDED = ("best_of_n", "weighted_vote", "beam", "particle_filter", "mcts")

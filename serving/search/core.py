@@ -177,7 +177,7 @@ class SearchState:
         if self.score_fn is None:
             raise ValueError("this strategy needs a PRM: pass score=client_scorer(PRMClient(...)) or any ScoreFn")
         scores = [list(map(float, s)) for s in self.score_fn(self.prompt, candidates)]
-        if len(scores) != len(candidates) or any(len(s) != len(c) for s, c in zip(scores, candidates)):
+        if len(scores) != len(candidates) or any(len(s) != len(c) for s, c in zip(scores, candidates, strict=False)):
             raise ValueError(f"score returned {[len(s) for s in scores]} step scores for candidates of "
                              f"{[len(c) for c in candidates]} steps: one list per candidate, one score per step")
         self.prm_calls += 1

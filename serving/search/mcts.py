@@ -69,34 +69,34 @@ def mcts(state: SearchState, budget: int) -> SearchResult:
     values: dict[int, float] = {}  # a finished or capped leaf's value, by node id
     for sim in range(budget):
         node = root
-        while node.children and (len(node.children) >= width or node.final or len(node.steps) >= state.max_steps):
-            if node.final or len(node.steps) >= state.max_steps:
-                break
+        while len(node.children) >= width:  # a terminal node has no children
             node = max(node.children, key=lambda ch: uct(ch, node.visits, c))  # first of the tied: stable
         if last_leaf is not None and node is not last_leaf and node not in last_leaf.path():
-            common = _common_depth(node, last_leaf)
-            state.event("backtrack", simulation=sim, to_depth=common, from_steps=last_leaf.steps, to_steps=node.steps)
-        if node.final or len(node.steps) >= state.max_steps:
-            value = values[node.id]
-            state.event("revisit", simulation=sim, steps=node.steps, value=round(value, 6))
-            _backup(node, value)
-            last_leaf = node
+            state.event("backtrack", simulation=sim, to_depth=_common_depth(node, last_leaf),
+                        from_steps=last_leaf.steps, to_steps=node.steps)
+        last_leaf = node
+        if node is not root and (node.final or len(node.steps) >= state.max_steps):
+            state.event("revisit", simulation=sim, steps=node.steps, value=round(values[node.id], 6))
+            _backup(node, values[node.id])
             continue
-        leaf = _expand(state, node, nodes)
-        if leaf is None:  # the generator proposed nothing here: count the visit, value 0
-            _backup(node, 0.0)
-            last_leaf = node
+        added = _expand(state, node, nodes)
+        if not added:  # nothing new (no proposal, or a step the node already has): count the visit
+            again = next((ch for ch in node.children if ch.id in values and ch.visits), None)
+            _backup(node if again is None else again, 0.0 if again is None else values[again.id])
             continue
-        path = leaf.path()[1:]
+        leaf = last_leaf = added[-1]
         scores = state.score([leaf.steps])[0]
-        for n, s in zip(path, scores, strict=True):
+        for depth, (n, s) in enumerate(zip(leaf.path()[1:], scores, strict=True)):
             n.step_score = s
-        value = state.agg(scores)
-        values[leaf.id] = value
+            values[n.id] = state.agg(scores[:depth + 1])  # the PRM's value of this partial solution
+        # The expanded child's value goes up to the root; the nodes the rollout added below it start
+        # with their own value, so a right step is not blamed for a wrong continuation below it.
+        _backup(added[0], values[added[0].id])
+        for n in added[1:]:
+            n.visits, n.value_sum = 1, values[n.id]
         state.event("expand", simulation=sim, from_depth=len(node.steps), steps=leaf.steps,
-                    value=round(value, 6), final=leaf.final)
-        _backup(leaf, value)
-        last_leaf = leaf
+                    value=round(values[leaf.id], 6), expanded_value=round(values[added[0].id], 6),
+                    final=leaf.final)
     finished = [n for n in nodes if n.final and n.id in values]
     pool = finished or [n for n in nodes if n.id in values]
     if not pool:
@@ -107,24 +107,23 @@ def mcts(state: SearchState, budget: int) -> SearchResult:
     return state.result(best.steps, values[best.id], "mcts", budget)
 
 
-def _expand(state: SearchState, node: Node, nodes: list[Node]) -> Node | None:
-    """One new child of ``node`` (or the existing child with the same step), then a rollout below it."""
+def _expand(state: SearchState, node: Node, nodes: list[Node]) -> list[Node]:
+    """A new child of ``node`` and the rollout below it, as the new nodes in order; [] when the
+    generator proposed nothing or a step ``node`` already has."""
     got = state.propose_many([(node.steps, 1)])
     if not got or not got[0] or not got[0][0].text:
-        return None
+        return []
     text = got[0][0].text
-    child = next((ch for ch in node.children if ch.steps[-1] == text), None)
-    if child is None:
-        child = _add(state, node, text, nodes)
-    while not child.final and len(child.steps) < state.max_steps:
-        if child.children:  # an earlier rollout already went on from here: follow its first step
-            child = child.children[0]
-            continue
-        got = state.propose_many([(child.steps, 1)])
+    if any(ch.steps[-1] == text for ch in node.children):
+        state.event("duplicate", steps=node.steps + [text])
+        return []
+    added = [_add(state, node, text, nodes)]
+    while not added[-1].final and len(added[-1].steps) < state.max_steps:
+        got = state.propose_many([(added[-1].steps, 1)])
         if not got or not got[0] or not got[0][0].text:
             break
-        child = _add(state, child, got[0][0].text, nodes)
-    return child
+        added.append(_add(state, added[-1], got[0][0].text, nodes))
+    return added
 
 
 def _add(state: SearchState, parent: Node, text: str, nodes: list[Node]) -> Node:
@@ -144,7 +143,7 @@ def _backup(node: Node, value: float) -> None:
 def _common_depth(a: Node, b: Node) -> int:
     pa, pb = a.path(), b.path()
     depth = 0
-    for x, y in zip(pa, pb):
+    for x, y in zip(pa, pb, strict=False):
         if x is not y:
             break
         depth += 1

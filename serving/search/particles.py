@@ -81,7 +81,7 @@ def particle_filter(state: SearchState, budget: int) -> SearchResult:
         probs = softmax([p.log_weight for p in particles], temperature)
         drawn = state.rng.choices(range(len(particles)), weights=probs, k=budget)
         state.event("resample", round=round_, ids=[p.id for p in particles], weights=[round(w, 6) for w in probs],
-                    steps=[p.steps for p in particles], drawn=[particles[i].id for i in drawn])
+                    steps=[list(p.steps) for p in particles], drawn=[particles[i].id for i in drawn])
         copies: dict[int, int] = {}
         resampled = []
         for i in drawn:
