@@ -267,3 +267,41 @@ def test_prm_proxy_refuses_bad_settings_in_one_line(capsys):
     assert main(["proxy", "--budget", "100", "--prm-url", "localhost:3000"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--budget 100 is above --max-budget 64" in err and "--prm-url" in err
+
+
+# --- the README's section, run as written (the generator's model renamed to the tiny one's) ----------------
+
+def readme_blocks() -> list[tuple[str, str]]:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    section = text[text.index("### Reasoning at inference time: `prm proxy`"):]
+    section = section[:section.index("\n## ")]
+    return re.findall(r"```(\w+)\n(.*?)```", section, re.S)
+
+
+def test_the_readme_commands_and_examples_run(http, prm_url, capsys):
+    import subprocess
+
+    from serving.cli import build_parser
+
+    blocks = readme_blocks()
+    commands = [line.split("#")[0].strip().rstrip("&").strip() for kind, code in blocks if kind == "bash"
+                for line in code.splitlines() if line.startswith("prm ")]
+    assert [c.split()[1] for c in commands] == ["serve", "generate-server", "proxy"]
+    for command in commands:
+        build_parser().parse_args(command.split()[1:])  # every flag exists and parses
+    proxy_url = str(http.base_url).rstrip("/")
+    curl = next(code for kind, code in blocks if kind == "bash" and code.startswith("curl"))
+    curl = curl.replace("http://127.0.0.1:8080", proxy_url).replace("smollm2-135m", "tiny")
+    answer = json.loads(subprocess.run(["bash", "-c", curl], capture_output=True, text=True, check=True,
+                                       timeout=300).stdout)
+    assert answer["choices"][0]["message"]["content"] and answer["search"]["strategy"] == "beam"
+    assert answer["search_trace"] and answer["usage"]["prm_steps_scored"] > 0
+    python = [code for kind, code in blocks if kind == "python"]
+    assert len(python) == 2
+    exec(python[0].replace("http://127.0.0.1:8080", proxy_url).replace("smollm2-135m", "tiny"), {})
+    out = capsys.readouterr().out
+    assert "'strategy': 'mcts'" in out
+    exec(python[1].replace("http://127.0.0.1:3000", prm_url), {})  # builds its_hub's BeamSearch on our PRM
