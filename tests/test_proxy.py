@@ -261,12 +261,15 @@ def test_the_generator_server_speaks_openai(generator_url):
         assert gen.get("/models").json()["data"][0]["id"] == "tiny"
 
 
-def test_prm_proxy_refuses_bad_settings_in_one_line(capsys):
+def test_prm_proxy_and_generate_server_refuse_bad_settings_in_one_line(capsys):
     from serving.cli import main
 
     assert main(["proxy", "--budget", "100", "--prm-url", "localhost:3000"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--budget 100 is above --max-budget 64" in err and "--prm-url" in err
+    assert main(["generate-server", "--max-tokens", "0"]) == 2  # before loading any model
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--max-tokens must be at least 1" in err
 
 
 # --- the README's section, run as written (the generator's model renamed to the tiny one's) ----------------
