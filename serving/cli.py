@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_cli.register(sub)
     prm_cli.register(sub)
     _register_serve(sub)
+    from serving import distill
+
+    distill.register(sub)
     _register_proxy(sub)
 
     p = sub.add_parser("score", help="score solutions in-process (or over HTTP with --url)")
