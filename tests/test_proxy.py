@@ -120,6 +120,20 @@ def test_the_model_name_prefix_names_strategy_and_budget(http):
     assert "tiny" in names and "beam-tiny" in names
 
 
+def test_chat_generators_and_an_assistant_prefix_to_continue(generator_url, prm_url):
+    with proxy(generator_url, prm_url, generator_api="chat") as http:
+        answer = ask(http, strategy="beam", return_trace=True).json()
+        assert answer["choices"][0]["message"]["content"] and answer["usage"]["completion_tokens"] > 0
+    given = ["Tom buys 3 more apples: 5 + 3 = 8"]
+    messages = [{"role": "user", "content": PROMPT}, {"role": "assistant", "content": given[0]}]
+    with proxy(generator_url, prm_url) as http:
+        answer = http.post("/v1/chat/completions", json={"model": "tiny", "messages": messages, "budget": 2,
+                                                         "strategy": "best_of_n", "return_trace": True}).json()
+    proposed = [e for e in answer["search_trace"] if e["event"] == "propose"]
+    assert proposed and proposed[0]["depth"] == 0  # the search continues after the given step
+    assert answer["search"]["steps"] == len(answer["choices"][0]["message"]["content"].split("\n"))
+
+
 def test_the_openai_client_works_unchanged(http):
     from openai import OpenAI
 

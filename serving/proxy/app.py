@@ -154,15 +154,21 @@ class _Proxy:
 
         propose.batch = lambda prompt, requests: proposer.batch(prompt, [(given + list(s), n) for s, n in requests])
 
+        scored = []
+
         def score(prompt: str, step_lists: list[list[str]]) -> list[list[float]]:
             deadline.check("the PRM service")
-            return self._score(prompt, [given + list(s) for s in step_lists], deadline)
+            scored.append(len(step_lists))
+            scores = self._score(prompt, [given + list(s) for s in step_lists], deadline)
+            return [s[len(given):] for s in scores]  # the given steps are every candidate's: the search sees its own
 
         try:
             result = self.search(req.strategy, req.prompt, propose, score, req.budget, seed=req.seed,
                                  aggregate=req.aggregate, max_steps=req.max_steps, **req.options)
-        except (TypeError, ValueError) as exc:  # the strategy refused its budget or options
-            raise bad_request(f"{req.strategy}: {exc}", "options") from None
+        except (TypeError, ValueError) as exc:
+            if proposer.calls or scored:  # past its arguments: a bug, which the 500 handler reports
+                raise
+            raise bad_request(f"{req.strategy}: {exc}", "options") from None  # it refused its budget or options
         return result, model, (proposer.prompt_tokens, proposer.completion_tokens)
 
     def _score(self, prompt: str, step_lists: list[list[str]], deadline: Deadline) -> list[list[float]]:
