@@ -8,7 +8,8 @@ the rendering the PRM's training data was generated in; ``chat`` sends the quest
 and the steps so far as an assistant turn to continue (vLLM's and SGLang's ``continue_final_message``).
 
 The ``n`` samples of a call go in one request (``n``, ``seed``: sample j uses seed + j on vLLM); a
-server that answers fewer (llama.cpp) is asked again for the rest. Seeds derive from (the request's
+server that answers fewer (llama.cpp) is asked again for the rest; ``batch`` (which the strategies
+call to extend several prefixes at once) sends its requests concurrently. Seeds derive from (the request's
 seed, the steps so far, how often that prefix was asked), so a search is reproducible whatever order
 its calls come in. Generator tokens are read from the answers' ``usage`` (prompt tokens once per
 request, completion tokens shared among its choices by length); a server that reports none counts 0.
