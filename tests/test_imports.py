@@ -20,7 +20,8 @@ def loaded_after(statement: str) -> set[str]:
      "data_tools.vllm_completer", {"prm", "serving", "torch", "transformers", "vllm", "httpx", "tqdm"}),
     ("import prm.train, prm.scoring, prm.export, prm.calibrate, prm.artifacts, prm.cli",
      {"serving", "bentoml", "onnxruntime", "sklearn", "matplotlib"}),
-    ("import serving.client, serving.adapters", {"prm", "torch", "bentoml", "transformers", "onnxruntime"}),
+    ("import serving.client, serving.adapters, serving.search, serving.search.completer, serving.search.lockstep, "
+     "serving.search.linearise", {"prm", "torch", "bentoml", "transformers", "onnxruntime", "numpy", "sympy"}),
     ("import serving.proxy, serving.proxy.app", {"prm", "torch", "bentoml", "transformers", "onnxruntime", "its_hub"}),
 ])
 def test_layering(statement, forbidden):
