@@ -179,6 +179,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="search_accuracy_out", help="folder for the training data and the PRM")
     ap.add_argument("--model", help="an artifact folder to guide the search (default: train one here)")
+    ap.add_argument("--exclude", help="with --model: stepwise JSONL whose questions are never evaluated (default: "
+                    "OUT/train/solutions.jsonl, what an earlier run trained on, when it exists)")
     ap.add_argument("--backbone", default="smollm2-135m", help="generator, and the PRM's backbone when trained here")
     ap.add_argument("--problems", type=int, default=60, help="held-out problems evaluated")
     ap.add_argument("--budgets", default="2,4,8", help="comma-separated budgets (rollouts' worth each)")
@@ -210,6 +212,11 @@ def main() -> None:
     seen: set[str] = set()
     if args.model:
         model = Path(args.model)
+        exclude = Path(args.exclude) if args.exclude else out / "train" / "solutions.jsonl"
+        if exclude.is_file():  # the PRM's training questions stay out of the evaluation
+            from data_tools.schema import read_jsonl
+
+            seen = {e.prompt for e in read_jsonl(exclude)}
     else:
         print("[train] labelling and training the PRM", file=sys.stderr, flush=True)
         model, summary["prm_training"], seen = train_prm(args, completer, shots, out)

@@ -80,9 +80,11 @@ def mcts(state: SearchState, budget: int) -> SearchResult:
             _backup(node, values[node.id])
             continue
         added = _expand(state, node, nodes)
-        if not added:  # nothing new (no proposal, or a step the node already has): count the visit
-            again = next((ch for ch in node.children if ch.id in values and ch.visits), None)
-            _backup(node if again is None else again, 0.0 if again is None else values[again.id])
+        if isinstance(added, Node):  # a step the node already has: a visit of that child
+            _backup(added, values.get(added.id, 0.0))
+            continue
+        if not added:  # the generator proposed nothing here: the visit counts, valued 0
+            _backup(node, 0.0)
             continue
         leaf = last_leaf = added[-1]
         scores = state.score([leaf.steps])[0]
@@ -107,16 +109,17 @@ def mcts(state: SearchState, budget: int) -> SearchResult:
     return state.result(best.steps, values[best.id], "mcts", budget)
 
 
-def _expand(state: SearchState, node: Node, nodes: list[Node]) -> list[Node]:
-    """A new child of ``node`` and the rollout below it, as the new nodes in order; [] when the
-    generator proposed nothing or a step ``node`` already has."""
+def _expand(state: SearchState, node: Node, nodes: list[Node]) -> list[Node] | Node:
+    """A new child of ``node`` and the rollout below it, as the new nodes in order; the existing child
+    when the step proposed is one ``node`` already has; [] when the generator proposed nothing."""
     got = state.propose_many([(node.steps, 1)])
     if not got or not got[0] or not got[0][0].text:
         return []
     text = got[0][0].text
-    if any(ch.steps[-1] == text for ch in node.children):
-        state.event("duplicate", steps=node.steps + [text])
-        return []
+    same = next((ch for ch in node.children if ch.steps[-1] == text), None)
+    if same is not None:
+        state.event("duplicate", steps=same.steps)
+        return same
     added = [_add(state, node, text, nodes)]
     while not added[-1].final and len(added[-1].steps) < state.max_steps:
         got = state.propose_many([(added[-1].steps, 1)])
