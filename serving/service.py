@@ -35,6 +35,11 @@ behind the two limits above); ``PRM_FORWARD_BATCH`` rows per forward pass (0: ``
 choice, by backend and device); ``PRM_BATCH_MAX_HOLD_MS`` (0) and ``PRM_BATCH_TICK_MS`` (5), two of the
 batcher's internals (``serving.batcher``). ``PRM_THREADS`` (model threads; default all cores).
 
+``PRM_PREFIX_CACHE_MB`` (256; 0: off): on the torch backends the scorer keeps the keys/values of recently
+scored token prefixes (``prm.scoring.prefix_cache``), shared by all requests, so a search sending its
+beams extended by one step computes only the new step's tokens; the ONNX backends score in full. Its
+hits, misses and tokens computed are counters on ``/metrics`` (``serving.prefix_metrics``).
+
 ``PRM_BACKEND`` (default: ``prm.scoring.default_backend``, the fastest backend the artifact holds that
 passed its quality gate, per ``gates.json``: on a CPU torch-bf16-gptq, then onnx-int8, onnx, torch; on
 a GPU onnx-fp16 first). The worker compiles and warms it up on every shape class it will see (one row
@@ -57,6 +62,7 @@ import bentoml
 from serving.admission import Admission
 from serving.batcher import tune_batcher
 from serving.guard import RequestGuard, quiet_refusals
+from serving.prefix_metrics import CacheMetrics
 from serving.schemas import (
     EXAMPLE_ITEMS,
     Aggregate,
@@ -115,7 +121,8 @@ class PRMInference:
         backend = settings.backend or default_backend(Artifact(folder))
         self.scorer = Scorer(folder, backend=backend, threads=settings.threads or None,
                              max_length=settings.max_length or None,
-                             checks={"on": True, "off": False}.get(settings.checks))
+                             checks={"on": True, "off": False}.get(settings.checks),
+                             prefix_cache_mb=settings.prefix_cache_mb)
         self.scorer.batch_size = settings.forward_batch or forward_batch(backend, self.scorer.device)
         # In-process (no `bentoml serve`) several threads may call at once; the model runs one batch at a time.
         self._lock = threading.Lock()
@@ -125,14 +132,20 @@ class PRMInference:
         if self.scorer.batch_size > 1:
             self.score_steps(warmup_items(self.scorer.batch_size))
         self.score_steps(EXAMPLE_ITEMS)
+        if self.scorer.prefix_cache is not None:
+            self.scorer.prefix_cache.clear()  # the warm-up's items
+        self.metrics = CacheMetrics(self.scorer)
         self.ready = True
-        log.info("PRM inference ready: %s (%s backend)", folder, backend)
+        log.info("PRM inference ready: %s (%s backend, prefix cache %s)", folder, backend,
+                 "off" if self.scorer.prefix_cache is None else f"{settings.prefix_cache_mb} MiB")
 
     @bentoml.api(batchable=True, max_batch_size=SETTINGS.batch_max_size, max_latency_ms=SETTINGS.batch_max_latency_ms)
     def score_steps(self, items: list[Item]) -> list[StepScores]:
         """Calibrated step scores of each solution (a solution too long for the model says so instead)."""
         with self._lock:
             scored = self.scorer.score_each([(i.prompt, i.steps) for i in items])
+            if hasattr(self, "metrics"):  # not during the warm-up
+                self.metrics.publish()
         return [StepScores(too_long=self._too_long(s)) if isinstance(s, Exception) else StepScores(step_scores=s)
                 for s in scored]
 

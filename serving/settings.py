@@ -29,6 +29,9 @@ class ServeConfig:
     """CPU threads of the model (0: all cores)"""
     checks: str = opt("artifact", choices=("artifact", "on", "off"))
     """step checks (a step wrong by its own numbers scores at most 0.01): as the artifact's step_checks says, on, or off"""
+    prefix_cache_mb: int = opt(256, min=0)
+    """MiB of keys/values of recently scored token prefixes that the torch backends keep, so that a search's next
+    step computes only its new tokens (evicted least recently used; 0: off). The ONNX backends score in full"""
     max_items: int = opt(256, min=1)
     """solutions per request; more get a 413"""
     max_steps: int = opt(128, min=1)

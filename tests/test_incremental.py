@@ -180,3 +180,51 @@ def test_a_whole_text_rendering_keys_by_its_own_tokens(tmp_path):
     for items in extensions(3):
         assert_close(cached.score(items), full.score(items))
     assert cached.cache_stats["tokens_reused"] > 0
+
+
+def prometheus(name: str) -> float:
+    """A metric of this process's default Prometheus registry (what /metrics shows under ``bentoml serve``)."""
+    import re
+
+    from prometheus_client import REGISTRY, generate_latest
+
+    text = generate_latest(REGISTRY).decode()
+    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+
+def test_the_service_shares_one_cache_across_concurrent_requests_and_reports_it(tiny_artifact, monkeypatch):
+    from starlette.testclient import TestClient
+
+    monkeypatch.setenv("PRM_MODEL_DIR", str(tiny_artifact))
+    monkeypatch.setenv("PRM_BACKEND", "torch")
+    monkeypatch.setenv("PRM_PREFIX_CACHE_MB", "1")  # small: evictions while requests run
+    from serving.service import PRMService
+
+    work = [items for seed in range(3) for items in extensions(seed)]
+    want = [Scorer(tiny_artifact, backend="torch").score(items) for items in work]
+    got, errors = [None] * len(work), []
+    with TestClient(PRMService.to_asgi()) as client:
+        before = {k: prometheus(f"prm_prefix_cache_{k}_total") for k in ("lookups", "hits", "tokens_reused")}
+
+        def worker(k: int) -> None:
+            try:
+                for j in range(k, len(work), 4):
+                    body = {"items": [{"prompt": p, "steps": s} for p, s in work[j]]}
+                    resp = client.post("/score", json=body)
+                    assert resp.status_code == 200, resp.text
+                    got[j] = [r["step_scores"] for r in resp.json()["results"]]
+            except Exception as exc:  # noqa: BLE001 (reported below)
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors
+    for g, w in zip(got, want, strict=True):
+        assert_close(g, w)
+    gained = {k: prometheus(f"prm_prefix_cache_{k}_total") - v for k, v in before.items()}
+    assert gained["lookups"] == sum(len(items) for items in work)
+    assert gained["hits"] > 0 and gained["tokens_reused"] > 0
+    assert 0 < prometheus("prm_prefix_cache_bytes") <= 1 << 20
