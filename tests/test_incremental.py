@@ -228,3 +228,18 @@ def test_the_service_shares_one_cache_across_concurrent_requests_and_reports_it(
     assert gained["lookups"] == sum(len(items) for items in work)
     assert gained["hits"] > 0 and gained["tokens_reused"] > 0
     assert 0 < prometheus("prm_prefix_cache_bytes") <= 1 << 20
+
+
+def test_the_benchmark_runs_and_its_last_line_is_the_json_it_promises(tiny_artifact):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "incremental_scoring.py"
+    res = subprocess.run([sys.executable, str(script), "--model", str(tiny_artifact), "--problems", "1",
+                          "--beam-width", "2", "--expand", "2"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["scoring_calls"] == 5 and out["max_abs_diff"] <= 1e-4
+    assert out["tokens_ratio"] > 2 and out["tokens_full"] > out["tokens_cached"] > 0 and out["time_ratio"] > 0
