@@ -53,6 +53,11 @@ def bf16_sdpa(module, query, key, value, attention_mask, **kwargs):
 
 def register_bf16_attention() -> str:
     from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
     AttentionInterface.register("sdpa_bf16", bf16_sdpa)
+    # SDPA's mask builder too: for an implementation without one transformers passes no mask at all, and SDPA's
+    # is_causal then aligns queries with the first key, wrong once past keys come first (prm.scoring.incremental).
+    # A plain causal batch still gets no mask (the builder skips it), so the full path is unchanged.
+    ALL_MASK_ATTENTION_FUNCTIONS.register("sdpa_bf16", sdpa_mask)
     return "sdpa_bf16"
