@@ -4,7 +4,7 @@ A step-level beam search (``serving.search.run_search("beam", ...)``, width x ex
 depth, ``--depth`` steps) scores at every depth children that extend prefixes it scored one depth
 before. Every scoring call of the search goes to two ``Scorer``s over the same artifact and backend:
 one with a prefix cache (``prefix_cache_mb``: only the tokens no cached prefix covers are computed),
-one without (every candidate scored whole). They take turns going first, call by call, so a change of
+one without (every candidate scored whole; ``--full-backend`` may give it another backend, e.g. ONNX). They take turns going first, call by call, so a change of
 load on this shared machine falls on both; the search itself follows the cached scores. The proposer is
 scripted and seeded: at each depth, the gold solution's next step of a generated 4-operation problem
 (5 steps with its answer) and slips of it (its result off by a few), so both scorers see exactly the
@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=str(ROOT / "demo_out" / "model"), help="artifact folder")
     ap.add_argument("--backend", default="torch", help="a torch backend: torch, torch-bf16, torch-bf16-gptq")
+    ap.add_argument("--full-backend", default="", help="backend of the full re-scoring (default: --backend); e.g. onnx "
+                    "to weigh incremental torch against the fastest full path")
     ap.add_argument("--problems", type=int, default=4, help="beam searches, one per generated problem")
     ap.add_argument("--depth", type=int, default=5, help="steps per solution (operations + the answer step)")
     ap.add_argument("--beam-width", type=int, default=4)
@@ -113,8 +115,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args(argv)
 
-    kw = {"backend": args.backend, "batch_size": args.batch_size, "threads": args.threads or None}
-    full, cached = Scorer(args.model, **kw), Scorer(args.model, prefix_cache_mb=args.cache_mb, **kw)
+    kw = {"batch_size": args.batch_size, "threads": args.threads or None}
+    full = Scorer(args.model, backend=args.full_backend or args.backend, **kw)
+    cached = Scorer(args.model, backend=args.backend, prefix_cache_mb=args.cache_mb, **kw)
     if cached.prefix_cache is None:
         raise SystemExit(f"backend {args.backend!r} cannot score incrementally here (see the log); use a torch backend")
     work = problems(args.problems + 1, args.seed, args.depth - 1)
@@ -139,8 +142,8 @@ def main(argv: list[str] | None = None) -> dict:
     tokens = {k: after[k]["tokens_computed"] - before[k]["tokens_computed"] for k in after}
     delta = {k: after["cached"][k] - before["cached"][k] for k in ("lookups", "hits", "tokens_reused", "evictions")}
     out = {
-        "model": str(args.model), "backend": args.backend, "device": cached.device, "problems": len(work) - 1,
-        "depth": args.depth, "beam_width": width, "expand": expand, "batch_size": args.batch_size,
+        "model": str(args.model), "backend": args.backend, "full_backend": full.backend, "device": cached.device,
+        "problems": len(work) - 1, "depth": args.depth, "beam_width": width, "expand": expand, "batch_size": args.batch_size,
         "scoring_calls": side.calls, "candidates_scored": side.candidates,
         "tokens_full": tokens["full"], "tokens_cached": tokens["cached"],
         "tokens_ratio": round(tokens["full"] / max(1, tokens["cached"]), 3),
@@ -153,9 +156,9 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(f"{out['candidates_scored']} candidates in {out['scoring_calls']} scoring calls ({out['problems']} beam "
           f"searches, {width} x {expand}, {args.depth} steps, {args.backend} on {cached.device})")
-    print(f"full re-scoring:  {tokens['full']:7d} tokens  {side.seconds['full']:7.2f} s")
-    print(f"incremental:      {tokens['cached']:7d} tokens  {side.seconds['cached']:7.2f} s  "
-          f"({delta['hits']}/{delta['lookups']} prefix hits, {out['cache_bytes'] / 2**20:.1f} MiB cached)")
+    print(f"full re-scoring:  {tokens['full']:7d} tokens  {side.seconds['full']:7.2f} s  ({full.backend})")
+    print(f"incremental:      {tokens['cached']:7d} tokens  {side.seconds['cached']:7.2f} s  ({args.backend}, "
+          f"{delta['hits']}/{delta['lookups']} prefix hits, {out['cache_bytes'] / 2**20:.1f} MiB cached)")
     print(f"tokens {out['tokens_ratio']}x fewer, time {out['time_ratio']}x lower, max |diff| {side.max_abs_diff:.2e}")
     print(json.dumps(out))
     return out
