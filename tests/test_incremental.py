@@ -265,3 +265,25 @@ def test_the_bf16_backends_score_incrementally_within_bf16_noise(tiny_artifact, 
             for g, w in zip(cached.score(items), full.score(items), strict=True):
                 assert np.abs(np.asarray(g) - np.asarray(w)).max() <= 2e-2, backend
         assert cached.cache_stats["hits"] > 0
+
+
+def test_a_model_that_would_score_wrong_incrementally_is_refused(tiny_artifact, caplog):
+    """An attention implementation with no mask builder gets no mask; with past keys SDPA's is_causal then
+    aligns queries with the first key (the bug torch-bf16-gptq had): the self-check refuses it."""
+    import logging
+
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from prm.scoring.incremental import Incremental
+
+    AttentionInterface.register("sdpa_without_mask", sdpa_attention_forward)
+    scorer = Scorer(tiny_artifact, backend="torch")
+    scorer.model.backbone.config._attn_implementation = "sdpa_without_mask"
+    with pytest.raises(ValueError, match="scored in pieces differ"):
+        Incremental(scorer.model, PrefixCache(1 << 20))
+    scorer.model.backbone.config._attn_implementation = "sdpa"
+    Incremental(scorer.model, PrefixCache(1 << 20))
+    with caplog.at_level(logging.INFO, logger="prm.scoring.incremental"):
+        assert Scorer(tiny_artifact, backend="onnx", prefix_cache_mb=8).prefix_cache is None
+    assert "exported without past key/value inputs" in caplog.text
