@@ -3,7 +3,8 @@
 ``scorer.py`` owns encoding, batching, reading step logits and calibration; ``backends.py`` the
 table of backends (torch, torch-bf16, torch-bf16-gptq, onnx, onnx-int8, onnx-fp16) and ``default_backend``
 (the fastest that passed its gate); ``bf16.py`` the run-time kernels of torch-bf16-gptq; ``fpenv.py``
-the floating-point environment around ONNX Runtime; ``cuda.py`` whether a GPU is there.
+the floating-point environment around ONNX Runtime; ``cuda.py`` whether a GPU is there; ``prefix_cache.py``
+and ``incremental.py`` incremental scoring on the torch backends (``Scorer(prefix_cache_mb=...)``).
 """
 
 from prm.artifacts import Artifact
