@@ -206,6 +206,23 @@ def resolve_threshold(model: str, threshold: float | None, summary: str | None) 
     return float(value), f"{path} ({how})"
 
 
+def split_threshold(model: str, cfg: ScoreConfig, path: Path, data: Path) -> tuple[float, str]:
+    """The threshold of max ProcessBench F1 on a labelled split that is not MR-GSM8K, scored as the run scores."""
+    from prm.eval.metrics import choose_threshold
+    from prm.eval.run import first_errors, read_examples
+
+    if path.resolve() == data.resolve() or re.search(r"mr[-_]?gsm8k|labelled_errors", str(path), re.IGNORECASE):
+        raise ValueError(f"--threshold-split {path}: MR-GSM8K is for measuring only; choose the threshold on another split")
+    if not path.is_file():
+        raise ValueError(f"--threshold-split {path}: no such file")
+    split, labels, _, _ = first_errors(read_examples("processbench", str(path)))
+    scores = score_all(model, cfg, split)[0]
+    kept = [n for n, s in enumerate(scores) if s is not None]
+    threshold, f1 = choose_threshold([labels[n] for n in kept], [scores[n] for n in kept])
+    print(f"[threshold] {threshold:g}: max F1 {f1:.3f} on {path} ({len(kept)} of {len(split)} solutions scored)")
+    return float(threshold), f"max F1 on {path}"
+
+
 # --- scoring and metrics ---------------------------------------------------------------------------
 
 def score_all(model: str, cfg: ScoreConfig, examples: list[StepwiseExample]) -> tuple[list, list[bool], int]:
@@ -306,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threshold", type=float, help="a step scored below this is predicted wrong")
     ap.add_argument("--summary", help="read the threshold from this summary.json (chosen on a non-MR-GSM8K calibration "
                                       "split; default MODEL/../summary.json when it has one, else 0.5)")
+    ap.add_argument("--threshold-split", help="choose the threshold on this labelled split (ProcessBench format, e.g. a "
+                                              "training run's calib_processbench.json; never MR-GSM8K), scored as MODEL "
+                                              "is here (same backend, calibration and step checks)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N step-level rows (0: all)")
     add_config_flags(ap.add_argument_group("scoring (as prm eval)"), ScoreConfig)
     return ap
@@ -325,7 +345,12 @@ def main(argv: list[str] | None = None) -> dict:
         problems.append(f"MODEL {args.model}: no such folder")
     if problems:
         raise SystemExit("real_errors.py: " + "; ".join(problems))
-    threshold, source = resolve_threshold(args.model, args.threshold, args.summary)
+    if args.threshold_split and (args.threshold is not None or args.summary):
+        raise SystemExit("real_errors.py: --threshold-split chooses the threshold; drop --threshold and --summary")
+    if args.threshold_split:
+        threshold, source = split_threshold(args.model, cfg, Path(args.threshold_split), Path(args.data))
+    else:
+        threshold, source = resolve_threshold(args.model, args.threshold, args.summary)
 
     start = time.perf_counter()
     sides = load(Path(args.data), args.limit)

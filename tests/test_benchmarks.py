@@ -125,3 +125,19 @@ def test_real_errors_runs_on_mr_gsm8k_rows_and_its_figures_add_up(tiny_artifact,
     assert res["n_correct"] == res["refused_correct"] == 3 and res["share_refused"] == 1
     assert res["acc_erroneous"] == res["acc_correct"] == res["f1"] == 0 and res["step_auroc_to_first_error"] is None
     assert res["threshold"] == 0.5 and res["threshold_source"].startswith("default 0.5")
+
+
+def test_real_errors_measures_the_step_checks_alone_and_chooses_a_threshold_on_another_split(tmp_path):
+    split = tmp_path / "calib.json"
+    split.write_text(json.dumps([
+        {"id": "a", "problem": "Tom has 3 bags of 12 apples. How many apples?", "steps": ["3 * 12 = 38", "#### 38"],
+         "label": 0, "final_answer_correct": False},
+        {"id": "b", "problem": "Tom has 3 bags of 12 apples. How many apples?", "steps": ["3 * 12 = 36", "#### 36"],
+         "label": -1, "final_answer_correct": True}]))
+    res = run("real_errors.py", "checks", "--data", str(MR_GSM8K), "--threshold-split", str(split))
+    assert res["threshold_source"] == f"max F1 on {split}" and 0.01 < res["threshold"] <= 1.0
+    assert res["n_erroneous"] == 6 and sum(res[f"share_{k}"] for k in ("right_step", "too_early", "too_late", "never",
+                                                                        "refused")) == pytest.approx(1.0, abs=1e-3)
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "real_errors.py"), "checks", "--data",
+                          str(MR_GSM8K), "--threshold-split", str(MR_GSM8K)], capture_output=True, text=True)
+    assert bad.returncode != 0 and "measuring only" in bad.stderr and "Traceback" not in bad.stderr
