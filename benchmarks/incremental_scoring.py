@@ -97,7 +97,7 @@ class SideBySide:
         return got["cached"]
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=str(ROOT / "demo_out" / "model"), help="artifact folder")
     ap.add_argument("--backend", default="torch", help="a torch backend: torch, torch-bf16, torch-bf16-gptq")
@@ -113,7 +113,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="model threads (0: all cores)")
     ap.add_argument("--cache-mb", type=float, default=256, help="prefix cache of the cached scorer, MiB")
     ap.add_argument("--seed", type=int, default=7)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
 
     kw = {"batch_size": args.batch_size, "threads": args.threads or None}
     full = Scorer(args.model, backend=args.full_backend or args.backend, **kw)
