@@ -197,8 +197,13 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=21)
     ap.add_argument("--freeze-layers", type=int, default=10)
     ap.add_argument("--fp32", action="store_true", help="generate in fp32 (the tiny test backbone)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default, all cores)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     budgets = sorted({int(b) for b in args.budgets.split(",")}, reverse=True)  # largest first: later ones reuse samples
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     unknown = [s for s in strategies if s not in STRATEGIES]

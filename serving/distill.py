@@ -13,8 +13,8 @@ the assistant turn), loadable with ``datasets.load_dataset("json", data_files=..
   step, abandoned branches included, a ``[backtrack to step k]`` line wherever it went back, ending
   on the chosen solution (a "stream of search" fine-tune), for the same kept searches, or for every
   search with ``all_traces``;
-- ``searches.jsonl``: every search's result and trace (the ledger), and ``distill.json``: the
-  settings and the run's figures.
+- ``searches.jsonl``: every search's result and trace (the ledger), ``settings.json``: what the
+  run was started with, and ``distill.json``: the last run's figures.
 
 Problems run ``concurrency`` at a time in lockstep (``serving.search.lockstep``), so their generator
 and PRM calls are batched together. A problem's rows are appended (and flushed) as soon as its
