@@ -55,7 +55,7 @@ class ServeConfig:
     batch_max_latency_ms: int = opt(60000, min=1)
     """BentoML's batcher drops (503) a queued call it expects to miss this; a backstop behind --max-wait-ms"""
     forward_batch: int = opt(0, min=0)
-    """rows per forward pass (0: 1 on a CPU, where padding only adds work; 64 on a GPU)"""
+    """rows per forward pass (0: 1 on a CPU, where padding only adds work, 16 with the prefix cache on; 64 on a GPU)"""
     batch_max_hold_ms: int = opt(0, min=0)
     """cap on how long BentoML's batcher holds a batch open for more requests"""
     batch_tick_ms: int = opt(5, min=1)
