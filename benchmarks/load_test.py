@@ -100,45 +100,77 @@ def has_backend(model: Path, backend: str) -> bool:
     return backend not in FILES or (model / FILES[backend]).is_file()
 
 
-def make_bodies(items, tokens, per_request: int) -> list[tuple[bytes, int]]:
-    """(JSON body, real tokens) of each request: ``per_request`` solutions, cycling through ``items``."""
-    return [(json.dumps({"items": [{"prompt": items[j % len(items)][0], "steps": items[j % len(items)][1]}
-                                   for j in range(i, i + per_request)]}).encode(),
-             sum(tokens[j % len(items)] for j in range(i, i + per_request)))
-            for i in range(0, len(items), per_request)]
+class Feed:
+    """Request bodies, each solution sent once: the service keeps a prefix cache (``PRM_PREFIX_CACHE_MB``)
+    that would answer a repeated solution without running the model, so a cycled workload measures the
+    cache, not the model. Solutions come in generated order: a problem's gold solution and its wrong
+    variant share the prompt and the steps before the error, as search and RL candidates share theirs.
+    A sequence to ``loadgen`` (any index gives the next fresh body); ``wrapped`` counts passes over the pool
+    past the first (0 in a run that had enough)."""
+
+    def __init__(self, pool, encode, per_request: int, start: int = 0) -> None:
+        self.pool, self.encode, self.per_request, self.next, self.wrapped = pool, encode, per_request, start, 0
+
+    def __len__(self) -> int:
+        return 1 << 40
+
+    def items(self, n: int) -> list:
+        out = []
+        for _ in range(n):
+            if self.next >= len(self.pool):
+                self.next, self.wrapped = 0, self.wrapped + 1
+            out.append(self.pool[self.next])
+            self.next += 1
+        return out
+
+    def alike(self, n: int) -> list[bytes]:
+        """``n`` fresh one-solution bodies of one length in tokens, each of another problem: the same work,
+        none of it cached by another."""
+        groups: dict[int, dict[str, tuple]] = {}
+        for p, st in self.items(40 * n):
+            groups.setdefault(len(self.encode(p, st).input_ids), {}).setdefault(p, (p, st))
+        chosen = list(max(groups.values(), key=len).values())[:n]
+        return [json.dumps({"items": [{"prompt": p, "steps": st}]}).encode() for p, st in chosen]
+
+    def __getitem__(self, _index: int) -> tuple[bytes, int]:
+        """(JSON body, real tokens) of the next request."""
+        items = self.items(self.per_request)
+        return (json.dumps({"items": [{"prompt": p, "steps": st} for p, st in items]}).encode(),
+                sum(len(self.encode(p, st).input_ids) for p, st in items))
 
 
 class InProcess:
-    """The in-process Scorer (same backend, same threads) over the same solutions, all in one call."""
+    """The in-process Scorer as the service builds it (same backend, threads and prefix cache), timed on
+    fresh solutions of the same kind, all in one call (its defaults: sorted, 16 rows a pass)."""
 
-    def __init__(self, model: Path, backend: str, threads: int, items) -> None:
+    def __init__(self, model: Path, backend: str, threads: int, items, prefix_cache_mb: int) -> None:
         from prm.scoring import Scorer
 
         self.items = items
-        self.scorer = Scorer(model, backend=backend, threads=threads)  # its defaults: sorted, 16 rows a pass
+        self.scorer = Scorer(model, backend=backend, threads=threads, prefix_cache_mb=prefix_cache_mb)
         self.tokens = [len(self.scorer.encode(p, s).input_ids) for p, s in items]
         self.scores = self.scorer.score(items)  # also the warm-up
 
-    def tokens_per_s(self, repeats: int) -> float:
-        """Real tokens per second, best of ``repeats`` passes."""
-        best = float("inf")
+    def tokens_per_s(self, repeats: int, feed: Feed) -> float:
+        """Real tokens per second, best of ``repeats`` passes, each over as many fresh solutions."""
+        best = 0.0
         for _ in range(repeats):
+            items = feed.items(len(self.items))
+            tokens = sum(len(self.scorer.encode(p, s).input_ids) for p, s in items)
             t0 = time.perf_counter()
-            self.scorer.score(self.items)
-            best = min(best, time.perf_counter() - t0)
-        return sum(self.tokens) / best
+            self.scorer.score(items)
+            best = max(best, tokens / (time.perf_counter() - t0))
+        return best
 
 
-async def run_load(base_url: str, args, items, reference: InProcess) -> dict:
+async def run_load(base_url: str, args, items, reference: InProcess, bodies: Feed) -> dict:
     import httpx
 
-    bodies = make_bodies(items, reference.tokens, args.items)
     rng = random.Random(args.seed)
     limits = httpx.Limits(max_connections=args.max_connections, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=base_url, timeout=args.client_timeout, limits=limits) as http:
         # right after /readyz: is anything (compiling, warming up) left for the first requests to pay?
-        middle = sorted(range(len(bodies)), key=lambda i: bodies[i][1])[len(bodies) // 2]
-        first = await first_requests(http, bodies[middle][0], 10)
+        first = await first_requests(http, bodies.alike(10), 10)
         log(f"first 10 requests after ready: {', '.join(f'{t * 1000:.0f}' for t in first)} ms")
         # warm-up: the adaptive batcher fits its latency model on its first calls
         await closed_loop(http, bodies, min(8, max(args.levels)), 600, args.warmup)
@@ -157,7 +189,7 @@ async def run_load(base_url: str, args, items, reference: InProcess) -> dict:
         # from pairs, each an in-process pass (server idle) next to a closed-loop run at the best level.
         pairs = []
         for _ in range(args.pairs):
-            inproc = reference.tokens_per_s(args.repeats)
+            inproc = reference.tokens_per_s(args.repeats, bodies)
             rec = await closed_loop(http, bodies, int(best), args.seconds, args.max_requests, args.min_requests)
             pairs.append({"inprocess_tokens_per_s": round(inproc, 1)} | rec.summary())
             log(f"pair: in-process {inproc:.0f} tokens/s, service {pairs[-1]['tokens_per_s']:.0f} tokens/s")
@@ -216,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--compare-rounds", type=int, default=3, help="turns of the side-by-side comparison")
     ap.add_argument("--threads", type=int, default=0, help="model threads, in-process and in the service "
                     "(PRM_THREADS; default: all cores)")
-    ap.add_argument("--solutions", type=int, default=96, help="distinct solutions, cycled through")
+    ap.add_argument("--solutions", type=int, default=96, help="solutions of each in-process pass (fresh each time)")
+    ap.add_argument("--pool", type=int, default=12000, help="distinct solutions generated; each is sent once "
+                    "(the service's prefix cache would answer a repeated one without the model)")
     ap.add_argument("--items", type=int, default=1, help="solutions per request")
     ap.add_argument("--steps", default="2,4", help="MIN,MAX steps per solution (lengths vary: sorting matters)")
     ap.add_argument("--max-number", type=int, default=20, help="largest operand in the generated problems")
@@ -254,21 +288,26 @@ def main(argv: list[str] | None = None) -> dict:
         backend = pick_backend(model, args.backend)
         threads = args.threads or (os.cpu_count() or 1)
         lo, hi = (int(x) for x in args.steps.split(","))
-        items = workload(args.solutions, args.seed, lo, hi, args.max_number)
-        ref = InProcess(model, backend, threads, items)
-        log(f"in-process scorer ready: {backend}, {threads} threads, {sum(ref.tokens)} tokens")
-
+        pool = workload(max(args.pool, 2 * args.solutions), args.seed, lo, hi, args.max_number)
+        items = pool[:args.solutions]
         env = {"PRM_BACKEND": backend, "PRM_THREADS": str(threads)}
         env.update(kv.split("=", 1) for kv in args.server_env)
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)  # the server processes inherit it
+        from serving.settings import ServeConfig
+
+        cache_mb = ServeConfig.from_env().prefix_cache_mb
+        ref = InProcess(model, backend, threads, items, cache_mb)
+        feed = Feed(pool, ref.scorer.encode, args.items, start=len(items))
+        log(f"in-process scorer ready: {backend}, {threads} threads, prefix cache {cache_mb} MiB, "
+            f"{sum(ref.tokens)} tokens")
         compare = [b for b in args.compare.split(",") if b and b != backend and has_backend(model, b)]
         try:
             with contextlib.ExitStack() as stack:
                 log(f"starting bentoml serve ({backend})")
                 client = stack.enter_context(serve(model, backend, args.server_log))
                 log("service ready")
-                load = asyncio.run(run_load(client.base_url, args, items, ref))
+                load = asyncio.run(run_load(client.base_url, args, items, ref, feed))
                 urls = {backend: client.base_url}
                 for other in compare:
                     log(f"starting bentoml serve ({other}) for the side-by-side comparison")
@@ -276,7 +315,7 @@ def main(argv: list[str] | None = None) -> dict:
                 served_tps = {}
                 if compare:
                     served_tps = asyncio.run(side_by_side(
-                        urls, make_bodies(items, ref.tokens, args.items), load["capacity_concurrency"], args.seconds,
+                        urls, feed, load["capacity_concurrency"], args.seconds,
                         args.compare_rounds, args.warmup, args.min_requests, args.max_requests, args.client_timeout))
                     log(f"served tokens/s side by side: {served_tps}")
         finally:
@@ -309,7 +348,8 @@ def main(argv: list[str] | None = None) -> dict:
         targets["default_vs_onnx_fp32>=1.4"] = vs["onnx"] >= 1.4
     result = {
         "model": str(args.model if not args.tiny else "tiny"), "backend": backend, "threads": threads,
-        "items_per_request": args.items, "solutions": len(items),
+        "items_per_request": args.items, "solutions": len(items), "pool": len(pool), "pool_wrapped": feed.wrapped,
+        "prefix_cache_mb": cache_mb,
         "mean_tokens_per_solution": round(statistics.mean(ref.tokens), 1),
         "inprocess_tokens_per_s": inproc, "service_tokens_per_s": service,
         "service_vs_inprocess": round(ratio, 3),

@@ -130,10 +130,11 @@ async def with_batches(http, phase):
                  "metric_count": [c0, c1]}
 
 
-async def first_requests(http, body: bytes, n: int = 10) -> list[float]:
-    """Seconds each of ``n`` identical requests took, one after another (the first right after ready)."""
+async def first_requests(http, bodies: list[bytes], n: int = 10) -> list[float]:
+    """Seconds each of the first ``n`` requests took, one after another (the first right after ready);
+    ``bodies``: as many of the same work (a body sent twice could be answered from a cache)."""
     out = []
-    for _ in range(n):
+    for body in bodies[:n]:
         t0 = time.perf_counter()
         resp = await http.post("/score", content=body, headers={"content-type": "application/json"})
         resp.raise_for_status()
