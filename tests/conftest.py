@@ -50,3 +50,17 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="needs an NVIDIA GPU (CUDA): run benchmarks/gpu_check.sh on a GPU machine")
     for item in gpu_items:
         item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_bentoml_metrics():
+    """BentoML registers its HTTP metrics in prometheus_client's default registry whenever a service app starts,
+    and a second app in one process (another module's ``TestClient(PRMService.to_asgi())``) then fails with
+    DuplicateTimeseries: each test module starts from a registry without them."""
+    if "prometheus_client" in sys.modules:
+        from prometheus_client import REGISTRY
+
+        for collector, names in list(REGISTRY._collector_to_names.items()):
+            if any(name.startswith("bentoml_") for name in names):
+                REGISTRY.unregister(collector)
+    yield
