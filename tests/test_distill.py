@@ -134,3 +134,17 @@ def test_prm_distill_command_with_the_simulated_generator(tiny_artifact, tmp_pat
     assert gold and all(r["correct"] and r["messages"][1]["content"] == "The answer is 8." for r in gold)
     bad = subprocess.run(cmd[:-5] + ["-q"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert bad.returncode == 2 and "--prm-url URL" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_the_readme_prm_distill_commands_parse():
+    import re
+    import shlex
+
+    from serving.cli import build_parser
+
+    lines = [re.sub(r"\s+#.*$", "", line) for line in (ROOT / "README.md").read_text().splitlines()
+             if line.startswith("prm distill ")]
+    assert lines
+    for line in lines:
+        args = build_parser().parse_args(shlex.split(line)[1:])
+        assert args.command == "distill" and bool(args.prm_url) != bool(args.prm_model)
