@@ -302,4 +302,6 @@ def test_readme_calibration_and_backend_commands_run(artifact, labelled, tmp_pat
     for argv in commands:
         assert run_cli(*argv) == 0, argv
     assert Path("reliability.png").is_file() and Path("model/onnx/model.int8.onnx").is_file()
-    assert Path("model/bf16/model.safetensors").is_file()
+    assert Path("model/bf16/model.safetensors").is_file() and Path("model/onnx/model.fp16.onnx").is_file()
+    assert {b for b, g in json.loads(Path("model/gates.json").read_text()).items() if g["passed"]} == {
+        "onnx-int8", "onnx-fp16", "torch-bf16-gptq"}
