@@ -105,6 +105,6 @@ def test_the_extras_nest_and_the_base_install_is_the_client():
              ("serve", "train", "gpu", "all")}
     assert names["serve"]["prm-toolkit"].extras == {"model"} and "bentoml" in names["serve"]
     assert names["train"]["prm-toolkit"].extras == {"model"} and "onnxscript" in names["train"]
-    assert names["all"]["prm-toolkit"].extras == {"serve", "train"}
+    assert names["all"]["prm-toolkit"].extras == {"serve", "train", "proxy"}
     assert names["gpu"]["onnxruntime-gpu"].extras == {"cuda", "cudnn"}
     assert "'.[all,dev]'" in (ROOT / "Makefile").read_text()

@@ -276,7 +276,7 @@ def test_readme_eval_commands_run(tiny_artifact, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["export", "model"]) == 0
     commands = readme_commands("eval")
-    assert len(commands) == 4
+    assert len(commands) == 5
     for argv in commands:
         capsys.readouterr()
         assert main(argv) == 0, argv
