@@ -17,12 +17,15 @@ class Item(BaseModel):
 class Result(BaseModel):
     step_scores: list[float] = Field(description="Calibrated probability that each step is correct.")
     score: float = Field(description="The solution score: step scores aggregated as requested.")
+    tokens: int = Field(default=0, description="Tokens the model read for this solution (prompt and steps as "
+                                               "rendered for it; the prefix cache may have computed fewer).")
 
 
 class StepScores(BaseModel):
     """One solution's answer from the inner inference service: its step scores, or why it was not scored."""
     step_scores: list[float] = Field(default_factory=list)
     too_long: str | None = Field(default=None, description="Set when the solution does not fit the model.")
+    tokens: int = Field(default=0, description="Tokens the model read for this solution.")
 
 
 class ScoreResponse(BaseModel):

@@ -146,12 +146,14 @@ class PRMInference:
     @bentoml.api(batchable=True, max_batch_size=SETTINGS.batch_max_size, max_latency_ms=SETTINGS.batch_max_latency_ms)
     def score_steps(self, items: list[Item]) -> list[StepScores]:
         """Calibrated step scores of each solution (a solution too long for the model says so instead)."""
+        pairs = [(i.prompt, i.steps) for i in items]
         with self._lock:
-            scored = self.scorer.score_each([(i.prompt, i.steps) for i in items])
+            encoded = self.scorer.encode_each(pairs)
+            scored = self.scorer.score_encoded(pairs, encoded)
             if hasattr(self, "metrics"):  # not during the warm-up
                 self.metrics.publish()
-        return [StepScores(too_long=self._too_long(s)) if isinstance(s, Exception) else StepScores(step_scores=s)
-                for s in scored]
+        return [StepScores(too_long=self._too_long(s)) if isinstance(s, Exception)
+                else StepScores(step_scores=s, tokens=len(e.input_ids)) for s, e in zip(scored, encoded, strict=True)]
 
     def _too_long(self, exc: Exception) -> str:
         """Why a solution was refused, with this server's limit and how to raise it."""
@@ -188,8 +190,9 @@ class PRMService:
     async def score(self, items: list[Item] = EXAMPLE_ITEMS, aggregate: Aggregate = "min") -> ScoreResponse:
         from prm.scoring import aggregate as combine
 
-        step_scores = await self._score(items)
-        return ScoreResponse(results=[Result(step_scores=s, score=combine(s, aggregate)) for s in step_scores])
+        scored = await self._score(items)
+        return ScoreResponse(results=[Result(step_scores=s.step_scores, score=combine(s.step_scores, aggregate),
+                                             tokens=s.tokens) for s in scored])
 
     @bentoml.api
     async def rank(self, prompt: str = EXAMPLE_ITEMS[0].prompt,
@@ -201,7 +204,8 @@ class PRMService:
         if not candidates or any(not c for c in candidates):
             raise bentoml.exceptions.InvalidArgument("'candidates' needs at least one candidate, each with "
                                                      "at least one step")
-        scores = [combine(s, aggregate) for s in await self._score([Item(prompt=prompt, steps=c) for c in candidates])]
+        scores = [combine(s.step_scores, aggregate)
+                  for s in await self._score([Item(prompt=prompt, steps=c) for c in candidates])]
         order = sorted(range(len(scores)), key=lambda i: -scores[i])
         return RankResponse(scores=scores, order=order, best=order[0])
 
@@ -228,12 +232,12 @@ class PRMService:
                 items.append(Item(prompt=prompt, steps=steps))
                 where.append(i)
         rewards, n_steps = [0.0] * len(query), [0.0] * len(query)
-        for i, (item, step_scores) in zip(where, zip(items, await self._score(items), strict=True), strict=True):
-            rewards[i], n_steps[i] = combine(step_scores, "min"), float(len(item.steps))
+        for i, (item, scored) in zip(where, zip(items, await self._score(items), strict=True), strict=True):
+            rewards[i], n_steps[i] = combine(scored.step_scores, "min"), float(len(item.steps))
         return OpenRLHFResponse(rewards=rewards, scores=rewards, extra_logs={"prm_steps": n_steps})
 
-    async def _score(self, items: list[Item]) -> list[list[float]]:
-        """Calibrated step scores, after the request limits (413 with what to change)."""
+    async def _score(self, items: list[Item]) -> list[StepScores]:
+        """Calibrated step scores and tokens read, after the request limits (413 with what to change)."""
         if len(items) > self.max_items:
             raise too_large(f"{len(items)} solutions in one request; the limit is {self.max_items} "
                             "(split the request, or raise PRM_MAX_ITEMS on the server)")
@@ -246,7 +250,7 @@ class PRMService:
         for n, s in enumerate(scored):
             if s.too_long is not None:
                 raise too_large(f"solution {n} is too long for the model: {s.too_long}")
-        return [s.step_scores for s in scored]
+        return scored
 
     async def _infer(self, items: list[Item]) -> list[StepScores]:
         import aiohttp  # BentoML's client of the inference worker

@@ -83,8 +83,9 @@ def test_each_strategy_answers_a_chat_request(http, strategy):
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     if strategy in PRM_GUIDED:
         assert usage["prm_calls"] > 0 and usage["prm_steps_scored"] > 0 and body["search"]["score"] is not None
+        assert usage["prm_tokens"] > usage["prm_steps_scored"]  # the prompt and every step scored, as the PRM read them
     else:
-        assert usage["prm_calls"] == 0
+        assert usage["prm_calls"] == 0 and usage["prm_tokens"] == 0
 
 
 def test_a_seeded_request_is_reproducible_and_the_trace_only_comes_when_asked(http):

@@ -32,6 +32,15 @@ def test_score_contract(client):
         assert r["score"] == pytest.approx(min(r["step_scores"]))
 
 
+def test_each_result_counts_the_tokens_the_model_read(client, artifact):
+    from prm.scoring import Scorer
+
+    items = [("Tom has 5 apples.", ["5 + 3 = 8", "The answer is 8."]), ("Q", ["only step"])]
+    resp = client.post("/score", json={"items": [{"prompt": p, "steps": s} for p, s in items]})
+    scorer = Scorer(artifact, backend="onnx")
+    assert [r["tokens"] for r in resp.json()["results"]] == [len(scorer.encode(p, s).input_ids) for p, s in items]
+
+
 @pytest.mark.parametrize("body", [
     {"items": [{"prompt": "x", "steps": []}]},  # empty steps
     {"items": [{"prompt": "x"}]},  # missing steps

@@ -214,16 +214,27 @@ class Scorer:
         """Like ``score``, but a solution that cannot fit gets its ``TooLongError`` in its place and the
         others are still scored (the service's batches mix solutions of several requests; an evaluation
         counts the refused ones instead of stopping at the first)."""
-        encoded, failed = [], {}
-        for n, (prompt, steps) in enumerate(items):
+        return self.score_encoded(items, self.encode_each(items), progress)
+
+    def encode_each(self, items: Sequence[tuple[str, Sequence[str]]]) -> list:
+        """Each solution as model input (its ``input_ids`` are what the model reads), or its ``TooLongError``."""
+        out = []
+        for prompt, steps in items:
             try:
-                encoded.append(self.encode(prompt, steps))
+                out.append(self.encode(prompt, steps))
             except TooLongError as exc:
-                failed[n] = exc
-        fitting = [item for n, item in enumerate(items) if n not in failed]
-        scores = iter(self._finish(z, item) for z, item in
-                      zip(self._step_logits(*self._pad(encoded), progress=progress), fitting, strict=True))
-        return [failed[n] if n in failed else next(scores) for n in range(len(items))]
+                out.append(exc)
+        return out
+
+    def score_encoded(self, items: Sequence[tuple[str, Sequence[str]]], encoded: list,
+                      progress: str | None = None) -> list[list[float] | TooLongError]:
+        """``score_each`` over ``encode_each(items)``, for callers that also count the tokens read."""
+        fitting = [n for n, e in enumerate(encoded) if not isinstance(e, TooLongError)]
+        logits = self._step_logits(*self._pad([encoded[n] for n in fitting]), progress=progress)
+        out: list = list(encoded)
+        for n, z in zip(fitting, logits, strict=True):
+            out[n] = self._finish(z, items[n])
+        return out
 
 
 def _position_limit(source) -> int | None:

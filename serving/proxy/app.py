@@ -24,7 +24,7 @@ import httpx
 
 from serving.client import PRMClient, ServiceError
 from serving.proxy.config import ProxyConfig
-from serving.proxy.generator import Deadline, StepProposer, deadline_error
+from serving.proxy.generator import Deadline, StepProposer, deadline_error, token_count
 from serving.proxy.protocol import (
     ProxyError,
     SearchRequest,
@@ -36,7 +36,7 @@ from serving.proxy.protocol import (
     sse,
     usage,
 )
-from serving.search import STRATEGIES, client_scorer, run_search
+from serving.search import STRATEGIES, run_search
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ def make_app(config: ProxyConfig, search: Any = None, strategies: tuple[str, ...
             log.exception("prm proxy: internal error")
             return error(ProxyError(500, f"internal error of prm proxy: {type(exc).__name__}: {exc}", "api_error",
                                     "internal_error"))
-        use = usage(*counts, result)
+        prompt_tokens, completion_tokens, prm_tokens = counts
+        use = usage(prompt_tokens, completion_tokens, result, prm_tokens)
         if req.stream:
             events = chunks(req, model, result, use)
             return StreamingResponse(iter([sse(events)]), media_type="text/event-stream",
@@ -112,7 +113,6 @@ class _Proxy:
         self.generator_headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.prm = PRMClient(config.prm_url, timeout=config.backend_timeout_s, retries=config.retries,
                              token=config.secret(config.prm_token_env) or None)
-        self.prm_score = client_scorer(self.prm)
         self.token = config.secret(config.api_token_env)
         self.in_flight = 0
         self._model: str | None = config.generator_model or None
@@ -122,7 +122,7 @@ class _Proxy:
             raise ProxyError(401, "missing or wrong API key: send Authorization: Bearer <the proxy's token>",
                              "authentication_error", "invalid_api_key")
 
-    async def run(self, req: SearchRequest) -> tuple[Any, str, tuple[int, int]]:
+    async def run(self, req: SearchRequest) -> tuple[Any, str, tuple[int, int, int]]:
         if self.in_flight >= self.config.max_concurrency:
             raise ProxyError(429, f"prm proxy is running {self.in_flight} searches, its --max-concurrency; retry "
                              "shortly", "rate_limit_error", "proxy_busy")
@@ -140,7 +140,7 @@ class _Proxy:
     def _finished(self, loop: asyncio.AbstractEventLoop) -> None:
         self.in_flight -= 1
 
-    def _search(self, req: SearchRequest, deadline: Deadline) -> tuple[Any, str, tuple[int, int]]:
+    def _search(self, req: SearchRequest, deadline: Deadline) -> tuple[Any, str, tuple[int, int, int]]:
         cfg = self.config
         model = req.model or self.default_model(deadline)
         proposer = StepProposer(self.http, cfg.generator_url, model, api=cfg.generator_api,
@@ -154,13 +154,15 @@ class _Proxy:
 
         propose.batch = lambda prompt, requests: proposer.batch(prompt, [(given + list(s), n) for s, n in requests])
 
-        scored = []
+        scored, prm_tokens = [], [0]
 
         def score(prompt: str, step_lists: list[list[str]]) -> list[list[float]]:
             deadline.check("the PRM service")
             scored.append(len(step_lists))
-            scores = self._score(prompt, [given + list(s) for s in step_lists], deadline)
-            return [s[len(given):] for s in scores]  # the given steps are every candidate's: the search sees its own
+            results = self._score(prompt, [given + list(s) for s in step_lists], deadline) if step_lists else []
+            prm_tokens[0] += sum(token_count(r.get("tokens")) for r in results)
+            # the given steps are every candidate's: the search sees its own
+            return [list(r["step_scores"])[len(given):] for r in results]
 
         try:
             result = self.search(req.strategy, req.prompt, propose, score, req.budget, seed=req.seed,
@@ -169,12 +171,13 @@ class _Proxy:
             if proposer.calls or scored:  # past its arguments: a bug, which the 500 handler reports
                 raise
             raise bad_request(f"{req.strategy}: {exc}", "options") from None  # it refused its budget or options
-        return result, model, (proposer.prompt_tokens, proposer.completion_tokens)
+        return result, model, (proposer.prompt_tokens, proposer.completion_tokens, prm_tokens[0])
 
-    def _score(self, prompt: str, step_lists: list[list[str]], deadline: Deadline) -> list[list[float]]:
+    def _score(self, prompt: str, step_lists: list[list[str]], deadline: Deadline) -> list[dict]:
+        """The service's results (``step_scores``, ``tokens``) for each step list, or a ProxyError."""
         url = self.config.prm_url
         try:
-            return self.prm_score(prompt, step_lists)
+            return self.prm.score([{"prompt": prompt, "steps": steps} for steps in step_lists])
         except ServiceError as exc:
             if exc.status in (400, 413, 422):
                 raise ProxyError(400, f"the PRM service refused the steps: {exc}", "invalid_request_error",

@@ -143,8 +143,8 @@ class StepProposer:
         choices = sorted(answer["choices"], key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
         texts = [_step(_choice_text(c, self.api)) for c in choices]
         usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
-        prompt_tokens = _count(usage.get("prompt_tokens"))
-        completion = _count(usage.get("completion_tokens"))
+        prompt_tokens = token_count(usage.get("prompt_tokens"))
+        completion = token_count(usage.get("completion_tokens"))
         with self._lock:
             self.prompt_tokens += prompt_tokens
             self.completion_tokens += completion
@@ -196,7 +196,8 @@ def _step(text: str) -> str:
     return text.split("\n", 1)[0].strip()
 
 
-def _count(value: Any) -> int:
+def token_count(value: Any) -> int:
+    """A token count from an answer's JSON: a positive int, else 0 (a server that reports none counts 0)."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 

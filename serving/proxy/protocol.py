@@ -172,14 +172,13 @@ def search_summary(request: SearchRequest, result: Any) -> dict:
             "aggregate": request.aggregate, "score": result.score, "answer": result.answer, "steps": len(result.steps)}
 
 
-def usage(prompt_tokens: int, completion_tokens: int, result: Any, prm_tokens: int | None = None) -> dict:
-    """OpenAI's usage (generator tokens) plus what the PRM did: calls, steps scored, tokens when reported."""
-    out = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-           "total_tokens": prompt_tokens + completion_tokens,
-           "prm_calls": result.prm_calls, "prm_steps_scored": result.prm_steps_scored}
-    if prm_tokens is not None:
-        out["prm_tokens"] = prm_tokens
-    return out
+def usage(prompt_tokens: int, completion_tokens: int, result: Any, prm_tokens: int = 0) -> dict:
+    """OpenAI's usage (generator tokens) plus what the PRM did: calls, steps scored, and the tokens it read
+    (each scored solution's length as the PRM renders it, summed over calls; 0 from a service that does
+    not report them). ``total_tokens`` stays the generator's, as OpenAI clients read it."""
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prm_calls": result.prm_calls, "prm_steps_scored": result.prm_steps_scored, "prm_tokens": prm_tokens}
 
 
 def chunks(request: SearchRequest, model: str, result: Any, usage_: dict) -> list[dict]:
