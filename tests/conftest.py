@@ -37,6 +37,21 @@ def tiny_artifact(tiny_backbone, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def labelled_24(tmp_path_factory) -> Path:
+    """24 generated solutions with labels of both classes on their steps (so AUROC is defined), as JSONL:
+    calibration, export gates and backend checks read it (read only)."""
+    from data_tools.problems import generate_dataset
+    from data_tools.schema import write_jsonl
+
+    data = generate_dataset(24, seed=3)
+    for i, ex in enumerate(data):
+        ex.labels = [float((i + k) % 3 != 0) for k in range(len(ex.steps))]
+    path = tmp_path_factory.mktemp("data") / "labelled.jsonl"
+    write_jsonl(path, data)
+    return path
+
+
 def pytest_collection_modifyitems(config, items):
     """A test marked gpu, selected on a machine without a GPU, is skipped saying so (``make test`` deselects
     them with -m "not gpu"; benchmarks/gpu_check.sh runs them on a GPU machine)."""

@@ -18,19 +18,6 @@ def run_cli(*argv):
 
 
 @pytest.fixture(scope="module")
-def labelled(tmp_path_factory):
-    from data_tools.problems import generate_dataset
-    from data_tools.schema import write_jsonl
-
-    data = generate_dataset(24, seed=3)
-    for i, ex in enumerate(data):  # both classes, so AUROC is defined
-        ex.labels = [float((i + k) % 3 != 0) for k in range(len(ex.steps))]
-    path = tmp_path_factory.mktemp("data") / "labelled.jsonl"
-    write_jsonl(path, data)
-    return path
-
-
-@pytest.fixture(scope="module")
 def artifact(tiny_artifact, tmp_path_factory):
     import shutil
 
@@ -39,7 +26,7 @@ def artifact(tiny_artifact, tmp_path_factory):
     return out
 
 
-def test_fp16_graph_is_gated_recorded_and_refused_like_int8(artifact, labelled, capsys):
+def test_fp16_graph_is_gated_recorded_and_refused_like_int8(artifact, labelled_24, capsys):
     from data_tools.schema import read_jsonl
     from prm.artifacts import Artifact
     from prm.export import GateError, Int8Gate, convert_fp16
@@ -48,7 +35,7 @@ def test_fp16_graph_is_gated_recorded_and_refused_like_int8(artifact, labelled, 
 
     assert run_cli("export", str(artifact), "--fp16") == 2
     assert "--fp16 needs --check" in capsys.readouterr().err
-    assert run_cli("export", str(artifact), "--fp16", "--check", str(labelled)) == 0
+    assert run_cli("export", str(artifact), "--fp16", "--check", str(labelled_24)) == 0
     report = json.loads(next(line for line in capsys.readouterr().out.splitlines() if line.startswith("{")))
     assert report["fp16"]["passed"] and report["fp16"]["candidate"] == "onnx-fp16"
     art = Artifact(artifact)
@@ -58,7 +45,7 @@ def test_fp16_graph_is_gated_recorded_and_refused_like_int8(artifact, labelled, 
     fp16 = Scorer(artifact, backend="onnx-fp16", calibrated=False).step_logits(MIXED)
     assert max(np.max(np.abs(a - b)) for a, b in zip(fp32, fp16, strict=True)) < 0.05
 
-    examples = list(read_jsonl(labelled))
+    examples = list(read_jsonl(labelled_24))
     with pytest.raises(GateError, match="fp16 graph refused"):
         convert_fp16(artifact, [(e.prompt, e.steps) for e in examples], [training_labels(e, "hard") for e in examples],
                      Int8Gate(min_agreement=1.01))  # impossible: forces the refusal path
@@ -66,16 +53,16 @@ def test_fp16_graph_is_gated_recorded_and_refused_like_int8(artifact, labelled, 
     assert not art.passed_gate("onnx-fp16")
 
 
-def test_the_default_is_the_fastest_backend_that_passed_its_gate(artifact, labelled, capsys):
+def test_the_default_is_the_fastest_backend_that_passed_its_gate(artifact, labelled_24, capsys):
     from prm.artifacts import Artifact
     from prm.scoring import default_backend
 
     art = Artifact(artifact)
     assert default_backend(art, "cpu") == "onnx"
     # bf16 weights without a gate are served only when asked for by name
-    assert run_cli("export", str(artifact), "--bf16", "--calib", str(labelled)) == 0
+    assert run_cli("export", str(artifact), "--bf16", "--calib", str(labelled_24)) == 0
     assert default_backend(art, "cpu") == "onnx"
-    assert run_cli("export", str(artifact), "--bf16", "--calib", str(labelled), "--check", str(labelled),
+    assert run_cli("export", str(artifact), "--bf16", "--calib", str(labelled_24), "--check", str(labelled_24),
                    "--int8", "--fp16") == 0
     out = capsys.readouterr().out
     assert "bf16 gate against PyTorch fp32: passed" in out
@@ -113,12 +100,12 @@ gpu = pytest.mark.gpu
 
 @gpu
 @pytest.mark.parametrize("backend", ["onnx", "onnx-fp16", "torch-bf16", "torch-bf16-gptq"])
-def test_on_a_gpu_each_backend_runs_on_cuda_and_matches_fp32(artifact, labelled, backend):
+def test_on_a_gpu_each_backend_runs_on_cuda_and_matches_fp32(artifact, labelled_24, backend):
     from prm.artifacts import Artifact
     from prm.scoring import Scorer
 
     if not Artifact(artifact).has(Artifact.ONNX_FP16) or not Artifact(artifact).has(Artifact.BF16):
-        assert run_cli("export", str(artifact), "--bf16", "--calib", str(labelled), "--check", str(labelled),
+        assert run_cli("export", str(artifact), "--bf16", "--calib", str(labelled_24), "--check", str(labelled_24),
                        "--fp16") == 0
     reference = Scorer(artifact, backend="torch", calibrated=False, device="cpu").step_logits(MIXED)
     scorer = Scorer(artifact, backend=backend, calibrated=False, batch_size=4)
@@ -128,9 +115,9 @@ def test_on_a_gpu_each_backend_runs_on_cuda_and_matches_fp32(artifact, labelled,
 
 
 @gpu
-def test_on_a_gpu_the_default_backend_and_forward_batch_are_the_gpu_ones(artifact, labelled):
+def test_on_a_gpu_the_default_backend_and_forward_batch_are_the_gpu_ones(artifact, labelled_24):
     from prm.artifacts import Artifact
     from prm.scoring import default_backend
 
-    assert run_cli("export", str(artifact), "--check", str(labelled), "--fp16") == 0
+    assert run_cli("export", str(artifact), "--check", str(labelled_24), "--fp16") == 0
     assert default_backend(Artifact(artifact)) == "onnx-fp16"

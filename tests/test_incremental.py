@@ -130,28 +130,34 @@ def test_a_truncated_prompt_still_matches_right(tiny_artifact):
         assert_close(cached.score([(prompt, steps[:k])]), full.score([(prompt, steps[:k])]))
 
 
+def in_threads(fn, work: list, threads: int = 4) -> list:
+    """``fn`` over ``work`` from several threads at once (item j on thread j % threads), results in order;
+    an exception in any thread fails the test."""
+    got, errors = [None] * len(work), []
+
+    def worker(k: int) -> None:
+        try:
+            for j in range(k, len(work), threads):
+                got[j] = fn(work[j])
+        except Exception as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    running = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in running:
+        t.start()
+    for t in running:
+        t.join()
+    assert not errors, errors
+    return got
+
+
 def test_concurrent_requests_share_a_bounded_cache_and_get_correct_scores(tiny_artifact):
     full, cached = pair(tiny_artifact, batch_size=3)
     per_token = 2 * 2 * 2 * 8 * 4 + 4  # tiny backbone: 2 layers, k and v, 2 KV heads of 8, fp32; + a logit
     cached.prefix_cache.max_bytes = 400 * per_token  # a few solutions: evictions while threads read
     work = [items for seed in range(4) for items in extensions(seed)]
     want = [full.score(items) for items in work]
-    got, errors = [None] * len(work), []
-
-    def worker(k: int) -> None:
-        try:
-            for j in range(k, len(work), 4):
-                got[j] = cached.score(work[j])
-        except Exception as exc:  # noqa: BLE001 (reported below)
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    for g, w in zip(got, want, strict=True):
+    for g, w in zip(in_threads(cached.score, work), want, strict=True):
         assert_close(g, w)
     stats = cached.cache_stats
     assert stats["bytes"] <= stats["max_bytes"] and stats["evictions"] > 0 and stats["hits"] > 0
@@ -202,26 +208,15 @@ def test_the_service_shares_one_cache_across_concurrent_requests_and_reports_it(
 
     work = [items for seed in range(3) for items in extensions(seed)]
     want = [Scorer(tiny_artifact, backend="torch").score(items) for items in work]
-    got, errors = [None] * len(work), []
     with TestClient(PRMService.to_asgi()) as client:
         before = {k: prometheus(f"prm_prefix_cache_{k}_total") for k in ("lookups", "hits", "tokens_reused")}
 
-        def worker(k: int) -> None:
-            try:
-                for j in range(k, len(work), 4):
-                    body = {"items": [{"prompt": p, "steps": s} for p, s in work[j]]}
-                    resp = client.post("/score", json=body)
-                    assert resp.status_code == 200, resp.text
-                    got[j] = [r["step_scores"] for r in resp.json()["results"]]
-            except Exception as exc:  # noqa: BLE001 (reported below)
-                errors.append(exc)
+        def score(items):
+            resp = client.post("/score", json={"items": [{"prompt": p, "steps": s} for p, s in items]})
+            assert resp.status_code == 200, resp.text
+            return [r["step_scores"] for r in resp.json()["results"]]
 
-        threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert not errors
+        got = in_threads(score, work)
     for g, w in zip(got, want, strict=True):
         assert_close(g, w)
     gained = {k: prometheus(f"prm_prefix_cache_{k}_total") - v for k, v in before.items()}

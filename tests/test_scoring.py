@@ -12,26 +12,13 @@ MIXED = [("Tom has 5 apples.", ["a: 5 + 3 = 8", "b: 8 - 2 = 6", "The answer is 6
 
 
 @pytest.fixture(scope="module")
-def labelled(tmp_path_factory):
-    from data_tools.problems import generate_dataset
-    from data_tools.schema import write_jsonl
-
-    data = generate_dataset(24, seed=3)
-    for i, ex in enumerate(data):  # both classes, so AUROC is defined
-        ex.labels = [float((i + k) % 3 != 0) for k in range(len(ex.steps))]
-    path = tmp_path_factory.mktemp("data") / "labelled.jsonl"
-    write_jsonl(path, data)
-    return path
-
-
-@pytest.fixture(scope="module")
-def artifact(tiny_backbone, labelled, tmp_path_factory):
+def artifact(tiny_backbone, labelled_24, tmp_path_factory):
     from data_tools.schema import read_jsonl
     from prm.export import export_onnx
     from prm.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("scoring") / "model"
-    train(list(read_jsonl(labelled))[:12], TrainConfig(backbone=str(tiny_backbone), output_dir=str(out), epochs=1,
+    train(list(read_jsonl(labelled_24))[:12], TrainConfig(backbone=str(tiny_backbone), output_dir=str(out), epochs=1,
                                                         bf16=False))
     export_onnx(out)
     return out
@@ -44,10 +31,10 @@ def run_cli(*argv):
 
 
 @pytest.mark.parametrize("method", ["platt", "isotonic"])
-def test_calibrated_torch_and_onnx_agree_on_mixed_length_batches(artifact, labelled, method, capsys, tmp_path):
+def test_calibrated_torch_and_onnx_agree_on_mixed_length_batches(artifact, labelled_24, method, capsys, tmp_path):
     from prm.scoring import Scorer
 
-    assert run_cli("calibrate", str(artifact), str(labelled), "--method", method, "--per-position",
+    assert run_cli("calibrate", str(artifact), str(labelled_24), "--method", method, "--per-position",
                    "--plot", str(tmp_path / "rel.png")) == 0
     report = json.loads(capsys.readouterr().out.splitlines()[0])
     assert report["method"] == method and report["steps"] > 0 and {"ece_before", "ece_after", "brier_after"} <= set(report)
@@ -105,14 +92,14 @@ def test_gptq_bf16_rounding_beats_round_to_nearest_on_the_layer_output():
     assert layer(x[:4]).dtype == torch.float32 and layer.weight.dtype == torch.bfloat16
 
 
-def test_bf16_gptq_backend_needs_its_weights_then_beats_plain_bf16(artifact, labelled, capsys):
+def test_bf16_gptq_backend_needs_its_weights_then_beats_plain_bf16(artifact, labelled_24, capsys):
     from prm.scoring import Scorer
 
     with pytest.raises(FileNotFoundError, match="--bf16 --calib"):
         Scorer(artifact, backend="torch-bf16-gptq")
     assert run_cli("export", str(artifact), "--bf16") == 2
     assert "--bf16 needs --calib" in capsys.readouterr().err
-    assert run_cli("export", str(artifact), "--bf16", "--calib", str(labelled)) == 0
+    assert run_cli("export", str(artifact), "--bf16", "--calib", str(labelled_24)) == 0
     assert "torch-bf16-gptq" in capsys.readouterr().out
     assert "bf16/model.safetensors" in json.loads((artifact / "manifest.json").read_text())["files"]
     fp32 = Scorer(artifact, backend="torch", calibrated=False).step_logits(MIXED)
@@ -150,13 +137,13 @@ def test_bad_backend_and_policy_are_named(artifact):
         Scorer(artifact, backend="tensorrt", overflow="drop")
 
 
-def test_int8_export_passes_the_gate_or_is_refused_with_figures(artifact, labelled, capsys):
+def test_int8_export_passes_the_gate_or_is_refused_with_figures(artifact, labelled_24, capsys):
     from data_tools.schema import read_jsonl
     from prm.export import Int8Gate, Int8GateError, quantize_int8
     from prm.scoring import Scorer
     from prm.train import training_labels
 
-    assert run_cli("export", str(artifact), "--int8", "--check", str(labelled)) == 0
+    assert run_cli("export", str(artifact), "--int8", "--check", str(labelled_24)) == 0
     out = capsys.readouterr().out
     report = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
     assert report["int8"]["passed"] and report["int8"]["decisions_unchanged"] >= 0.99
@@ -165,7 +152,7 @@ def test_int8_export_passes_the_gate_or_is_refused_with_figures(artifact, labell
     manifest = json.loads((artifact / "manifest.json").read_text())
     assert "onnx/model.int8.onnx" in manifest["files"]
 
-    examples = list(read_jsonl(labelled))
+    examples = list(read_jsonl(labelled_24))
     with pytest.raises(Int8GateError, match="refused.*decisions_unchanged") as err:
         quantize_int8(artifact, [(e.prompt, e.steps) for e in examples], [training_labels(e, "hard") for e in examples],
                       Int8Gate(min_agreement=1.01))  # impossible: forces the refusal path
@@ -173,7 +160,7 @@ def test_int8_export_passes_the_gate_or_is_refused_with_figures(artifact, labell
     assert not (artifact / "onnx" / "model.int8.onnx").exists() and (artifact / "onnx" / "model.onnx").is_file()
 
 
-def test_int8_quantizes_every_weight_matmul_but_the_head(artifact, labelled):
+def test_int8_quantizes_every_weight_matmul_but_the_head(artifact, labelled_24):
     import onnx
 
     from data_tools.schema import read_jsonl
@@ -183,7 +170,7 @@ def test_int8_quantizes_every_weight_matmul_but_the_head(artifact, labelled):
     model = onnx.load(str(artifact / "onnx" / "model.onnx"))
     # tiny model: 2 layers x (q/k/v merged, o, gate/up merged, down) and the step head
     assert len(weight_matmuls(model)) == 9 and len(head_matmuls(model)) == 1
-    examples = list(read_jsonl(labelled))
+    examples = list(read_jsonl(labelled_24))
     figures = quantize_int8(artifact, [(e.prompt, e.steps) for e in examples],
                             [training_labels(e, "hard") for e in examples], Int8Gate(max_auroc_drop=1, min_agreement=0))
     assert figures["passed"] and figures["decisions_changed"] >= 0
@@ -284,15 +271,15 @@ def test_int8_without_check_data_is_refused(artifact, capsys):
     assert "--int8 needs --check DATA" in capsys.readouterr().err
 
 
-def test_readme_calibration_and_backend_commands_run(artifact, labelled, tmp_path, monkeypatch):
+def test_readme_calibration_and_backend_commands_run(artifact, labelled_24, tmp_path, monkeypatch):
     import re
     import shlex
     import shutil
     from pathlib import Path
 
     shutil.copytree(artifact, tmp_path / "model")
-    shutil.copy(labelled, tmp_path / "heldout.jsonl")
-    shutil.copy(labelled, tmp_path / "calib.jsonl")
+    shutil.copy(labelled_24, tmp_path / "heldout.jsonl")
+    shutil.copy(labelled_24, tmp_path / "calib.jsonl")
     monkeypatch.chdir(tmp_path)
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     section = readme.split("### Calibrated scores, scoring backends and int8", 1)[1].split("```", 2)[1]
