@@ -81,17 +81,15 @@ def test_load_test_runs_on_the_tiny_artifact_and_reports_json(tiny_artifact):
 
 
 def test_readme_load_test_command_parses():
-    import re
-    import shlex
+    from test_data_cli import readme_argv
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import load_test
 
-    lines = [line for line in (ROOT / "README.md").read_text().splitlines()
-             if line.startswith(".venv/bin/python benchmarks/load_test.py")]
-    assert lines
-    for line in lines:
-        args = load_test.build_parser().parse_args(shlex.split(re.sub(r"\s+#.*$", "", line))[2:])
+    commands = readme_argv(".venv/bin/python benchmarks/load_test.py")
+    assert commands
+    for argv in commands:
+        args = load_test.build_parser().parse_args(argv[2:])
         assert args.model == "demo_out/model"
 
 

@@ -71,12 +71,16 @@ README_INPUTS = {"processbench.json": "processbench.json", "math_shepherd.jsonl"
                  "labelled_errors.jsonl": "mr_gsm8k.jsonl"}
 
 
+def readme_argv(*prefixes: str) -> list[list[str]]:
+    """Each README line that starts with one of ``prefixes`` and a space, split as a shell would with its
+    comment dropped: the commands the README shows, in order."""
+    return [shlex.split(re.sub(r"\s+#.*$", "", line)) for line in README.read_text().splitlines()
+            if any(line.startswith(f"{prefix} ") for prefix in prefixes)]
+
+
 def readme_commands(*names):
-    commands = []
-    for line in README.read_text().splitlines():
-        if any(line.startswith(f"prm {name} ") for name in names):
-            commands.append(shlex.split(re.sub(r"\s+#.*$", "", line))[1:])
-    return commands
+    """The README's ``prm NAME ...`` lines, as the arguments after ``prm``."""
+    return [argv[1:] for argv in readme_argv(*(f"prm {name}" for name in names))]
 
 
 def test_readme_data_commands_run(tmp_path, monkeypatch):

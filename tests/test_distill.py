@@ -137,14 +137,12 @@ def test_prm_distill_command_with_the_simulated_generator(tiny_artifact, tmp_pat
 
 
 def test_the_readme_prm_distill_commands_parse():
-    import re
-    import shlex
+    from test_data_cli import readme_commands
 
     from serving.cli import build_parser
 
-    lines = [re.sub(r"\s+#.*$", "", line) for line in (ROOT / "README.md").read_text().splitlines()
-             if line.startswith("prm distill ")]
-    assert lines
-    for line in lines:
-        args = build_parser().parse_args(shlex.split(line)[1:])
+    commands = readme_commands("distill")
+    assert commands
+    for argv in commands:
+        args = build_parser().parse_args(argv)
         assert args.command == "distill" and bool(args.prm_url) != bool(args.prm_model)

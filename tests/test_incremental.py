@@ -285,18 +285,16 @@ def test_a_model_that_would_score_wrong_incrementally_is_refused(tiny_artifact, 
 
 
 def test_the_readme_benchmark_commands_parse():
-    import re
-    import shlex
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(root / "benchmarks"))
+    from test_data_cli import readme_argv
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     import incremental_scoring
 
-    lines = [line for line in (root / "README.md").read_text().splitlines()
-             if line.startswith(".venv/bin/python benchmarks/incremental_scoring.py")]
-    assert len(lines) == 4
-    for line in lines:
-        args = incremental_scoring.build_parser().parse_args(shlex.split(re.sub(r"\s+#.*$", "", line))[2:])
+    commands = readme_argv(".venv/bin/python benchmarks/incremental_scoring.py")
+    assert len(commands) == 4
+    for argv in commands:
+        args = incremental_scoring.build_parser().parse_args(argv[2:])
         assert args.backend.startswith("torch") and args.depth == 5
