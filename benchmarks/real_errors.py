@@ -76,6 +76,7 @@ from data_tools.formats.mr_gsm8k import from_row, strip_prefix  # noqa: E402
 from data_tools.schema import DataError, StepwiseExample  # noqa: E402
 from prm.eval.metrics import auroc, predicted_first_error, processbench_metrics  # noqa: E402
 from prm.eval.run import ScoreConfig  # noqa: E402
+from prm.scoring.checks import apply_checks  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "mr-gsm8k" / "labelled_errors.jsonl"
 CHECKS_ONLY = "checks"
@@ -225,13 +226,12 @@ def split_threshold(model: str, cfg: ScoreConfig, path: Path, data: Path) -> tup
 
 # --- scoring and metrics ---------------------------------------------------------------------------
 
-def score_all(model: str, cfg: ScoreConfig, examples: list[StepwiseExample]) -> tuple[list, list[bool], int]:
-    """Step scores per example (None for one refused as too long), whether its prompt was cut to fit, the limit."""
+def score_all(model: str, cfg: ScoreConfig, examples: list[StepwiseExample]) -> tuple[list, list[bool], int, bool]:
+    """Step scores per example (None for one refused as too long), whether its prompt was cut to fit, the limit,
+    and whether the artifact is monotone (its step checks then cap every later step too)."""
     if model == CHECKS_ONLY:
-        from prm.scoring.checks import apply_checks
-
         return [apply_checks(np.ones(len(ex.steps)), ex.prompt, ex.steps).tolist() for ex in examples], \
-            [False] * len(examples), 0
+            [False] * len(examples), 0, False
     from prm.eval.run import make_scorer
     from prm.tokenization import TooLongError, encode
 
@@ -257,7 +257,7 @@ def score_all(model: str, cfg: ScoreConfig, examples: list[StepwiseExample]) -> 
     out: list = [None] * len(examples)
     for i, s in zip(kept, scored, strict=True):
         out[i] = s
-    return out, cut, limit
+    return out, cut, limit, bool(scorer.cfg.monotone)
 
 
 def _fits(scorer, ex) -> bool:
@@ -287,6 +287,34 @@ def shares(labels: list[int], preds: list[int]) -> dict:
 def metrics(err_labels, err_preds, n_ok, ok_preds) -> dict:
     m = processbench_metrics(list(err_labels) + [-1] * n_ok, list(err_preds) + list(ok_preds))
     return {k: m[k] for k in ("acc_erroneous", "acc_correct", "f1")}
+
+
+def figures(err, ok, labels, err_scores, ok_scores, threshold: float, result: dict) -> tuple[dict, dict, list, dict]:
+    """ProcessBench's metric at ``threshold`` and at 0.5, the step AUROC, where errors were flagged and the figures per
+    question type, written into ``result``; returns the metrics at the threshold and at 0.5, the predicted first
+    errors and the per-type figures."""
+    at = {}
+    for t in (threshold, 0.5):
+        p_err, p_ok = predictions(err_scores, t), predictions(ok_scores, t)
+        at[t] = (p_err, p_ok, metrics(labels, p_err, len(ok), p_ok))
+    p_err, p_ok, main_m = at[threshold]
+    result.update(main_m)
+    result.update({f"{k}_at_0.5": v for k, v in at[0.5][2].items()})
+    result.update(n_erroneous=len(err), n_correct=len(ok))
+    result["step_auroc_to_first_error"] = step_auroc_to_first_error(labels, err_scores, ok_scores)
+    result.update(shares(labels, p_err))
+    right_answer = [i for i, e in enumerate(err) if e.meta.get("final_answer_correct")]
+    result["acc_erroneous_final_answer_right"] = (sum(p_err[i] == labels[i] for i in right_answer) / len(right_answer)
+                                                  if right_answer else None)
+    result["n_final_answer_right"] = len(right_answer)
+    by_type = {}
+    for t in sorted({e.meta["question_type"] for e in err}):
+        ie = [i for i, e in enumerate(err) if e.meta["question_type"] == t]
+        io = [i for i, e in enumerate(ok) if e.meta["question_type"] == t]
+        by_type[t] = {**metrics([labels[i] for i in ie], [p_err[i] for i in ie], len(io), [p_ok[i] for i in io]),
+                      "n_erroneous": len(ie), "n_correct": len(io)}
+    result["by_type"] = by_type
+    return main_m, at[0.5][2], p_err, by_type
 
 
 def step_auroc_to_first_error(err_labels, err_scores, ok_scores) -> float:
@@ -326,6 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threshold-split", help="choose the threshold on this labelled split (ProcessBench format, e.g. a "
                                               "training run's calib_processbench.json; never MR-GSM8K), scored as MODEL "
                                               "is here (same backend, calibration and step checks)")
+    ap.add_argument("--checks-threshold", type=float,
+                    help="also report, under with_checks, the same scores with the step checks applied (as the Scorer "
+                         "applies them) at this threshold: one scoring pass for the network alone and with the checks "
+                         "(the scores themselves are then taken without the checks)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N step-level rows (0: all)")
     add_config_flags(ap.add_argument_group("scoring (as prm eval)"), ScoreConfig)
     return ap
@@ -337,6 +369,13 @@ def main(argv: list[str] | None = None) -> dict:
     problems = cfg.problems()
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         problems.append(f"--threshold must be in [0, 1], got {args.threshold}")
+    if args.checks_threshold is not None:
+        if not 0.0 <= args.checks_threshold <= 1.0:
+            problems.append(f"--checks-threshold must be in [0, 1], got {args.checks_threshold}")
+        if args.model == CHECKS_ONLY or cfg.checks == "on":
+            problems.append("--checks-threshold applies the step checks to a model's scores taken without them: "
+                            "give a MODEL folder and drop --checks on")
+        cfg.checks = "off"
     if args.limit < 0:
         problems.append(f"--limit must be at least 0, got {args.limit}")
     if not Path(args.data).is_file():
@@ -364,7 +403,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"solutions ({ann.get('erroneous_steps', 0)} of {ann.get('erroneous_steps_total', 0)} steps) and "
           f"{ann.get('references_annotated', 0)} of {ann.get('references', 0)} references")
 
-    all_scores, cut, max_length = score_all(args.model, cfg, err + ok)
+    all_scores, cut, max_length, monotone = score_all(args.model, cfg, err + ok)
     err_scores, ok_scores = all_scores[:len(err)], all_scores[len(err):]
     scoring_s = time.perf_counter() - start
     refused_err = [e.meta["id"] for e, s in zip(err, err_scores, strict=True) if s is None]
@@ -375,27 +414,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     labels = [e.first_error() for e in err]
     result: dict = {"threshold": threshold, "threshold_source": source}
-    at = {}
-    for t in (threshold, 0.5):
-        p_err, p_ok = predictions(err_scores, t), predictions(ok_scores, t)
-        at[t] = (p_err, p_ok, metrics(labels, p_err, len(ok), p_ok))
-    p_err, p_ok, main_m = at[threshold]
-    result.update(main_m)
-    result.update({f"{k}_at_0.5": v for k, v in at[0.5][2].items()})
-    result.update(n_erroneous=len(err), n_correct=len(ok))
-    result["step_auroc_to_first_error"] = step_auroc_to_first_error(labels, err_scores, ok_scores)
-    result.update(shares(labels, p_err))
-    right_answer = [i for i, e in enumerate(err) if e.meta.get("final_answer_correct")]
-    result["acc_erroneous_final_answer_right"] = (sum(p_err[i] == labels[i] for i in right_answer) / len(right_answer)
-                                                  if right_answer else None)
-    result["n_final_answer_right"] = len(right_answer)
-    by_type = {}
-    for t in sorted(types):
-        ie = [i for i, e in enumerate(err) if e.meta["question_type"] == t]
-        io = [i for i, e in enumerate(ok) if e.meta["question_type"] == t]
-        by_type[t] = {**metrics([labels[i] for i in ie], [p_err[i] for i in ie], len(io), [p_ok[i] for i in io]),
-                      "n_erroneous": len(ie), "n_correct": len(io)}
-    result["by_type"] = by_type
+    main_m, at05, p_err, by_type = figures(err, ok, labels, err_scores, ok_scores, threshold, result)
+    if args.checks_threshold is not None:  # the same scores with the step checks applied, as the Scorer applies them
+        checked = [None if sc is None else apply_checks(sc, ex.prompt, ex.steps, monotone).tolist()
+                   for ex, sc in zip(err + ok, all_scores, strict=True)]
+        result["with_checks"] = {"threshold": args.checks_threshold}
+        figures(err, ok, labels, checked[:len(err)], checked[len(err):], args.checks_threshold, result["with_checks"])
     result.update(refused_erroneous=len(refused_err), refused_correct=len(refused_ok),
                   refused_erroneous_ids=refused_err, refused_correct_ids=refused_ok,
                   prompt_cut_erroneous=sum(cut[:len(err)]), prompt_cut_correct=sum(cut[len(err):]),
@@ -408,7 +432,7 @@ def main(argv: list[str] | None = None) -> dict:
         return f"acc_erroneous {_pct(m['acc_erroneous'])}, acc_correct {_pct(m['acc_correct'])}, F1 {m['f1'] if m['f1'] is None else round(m['f1'], 3)}"
 
     print(f"[threshold] {threshold:g} from {source}")
-    also = f"; at 0.5: {line(at[0.5][2])}" if threshold != 0.5 else ""
+    also = f"; at 0.5: {line(at05)}" if threshold != 0.5 else ""
     print(f"[result] real-error ProcessBench metric at {threshold:g}: {line(main_m)}{also}")
     print(f"[result] wrong solutions flagged at the labelled step {_pct(result['share_right_step'])}, too early "
           f"{_pct(result['share_too_early'])}, too late {_pct(result['share_too_late'])}, never "
@@ -416,6 +440,10 @@ def main(argv: list[str] | None = None) -> dict:
           f"{result['step_auroc_to_first_error']}")
     for t, m in by_type.items():
         print(f"[result] {t}: {line(m)} ({m['n_erroneous']} wrong, {m['n_correct']} correct)")
+    if "with_checks" in result:
+        wc = result["with_checks"]
+        print(f"[result] the same scores with the step checks, at {args.checks_threshold:g}: {line(wc)}; step AUROC up "
+              f"to the first error {wc['step_auroc_to_first_error']}")
     print(json.dumps(result))
     return result
 

@@ -44,7 +44,10 @@ Then, unless ``--no-real``, the model is measured on REAL errors: MR-GSM8K's mod
 solutions with human first-error labels, against their problems' reference solutions
 (``benchmarks/real_errors.py``, at the threshold chosen on the calibration split); those figures come
 first in ``summary.json`` as ``real_error_*`` (as served: with the step checks when they are on), then
-``real_error_model_only_*`` (``--checks off``, at ``model_only_threshold``): what the network catches.
+``real_error_model_only_*`` (``--checks off``, at ``model_only_threshold``): what the network catches;
+with ``--no-step-checks``, ``real_error_*`` is the network's and ``real_error_with_checks_*`` what the
+checks would add (at ``checks_threshold``, chosen on the checked calibration scores). Both come from one
+scoring pass (``real_errors.py --checks-threshold``).
 
 Data sources (the issue's ablation): ``--kinds`` picks the injected error kinds (classic slips,
 operators and operands; or kinds that imitate real errors), ``--style model`` renders every solution
@@ -358,12 +361,11 @@ def main() -> None:
     p_cal, p_held = ([apply_calibration(z, scaler.to_json()).tolist() for z in zs] for zs in (z_cal, z_held))
     fe_cal, fe_held = [first_error(y) for y in y_cal], [first_error(y) for y in y_held]
     model_threshold, model_calib_f1 = choose_threshold(fe_cal, p_cal)
-    threshold, calib_f1 = model_threshold, model_calib_f1
-    if args.step_checks:
-        checked = lambda ps, exs: [apply_checks(p, e.prompt, e.steps, monotone=True).tolist()  # noqa: E731
-                                   for p, e in zip(ps, exs, strict=True)]
-        threshold, calib_f1 = choose_threshold(fe_cal, checked(p_cal, calib))
-        with_checks = processbench(fe_held, checked(p_held, held), threshold)
+    checked = lambda ps, exs: [apply_checks(p, e.prompt, e.steps, monotone=True).tolist()  # noqa: E731
+                               for p, e in zip(ps, exs, strict=True)]
+    checks_threshold, checks_calib_f1 = choose_threshold(fe_cal, checked(p_cal, calib))
+    with_checks = processbench(fe_held, checked(p_held, held), checks_threshold)
+    threshold, calib_f1 = (checks_threshold, checks_calib_f1) if args.step_checks else (model_threshold, model_calib_f1)
     pb, pb05 = processbench(fe_held, p_held, model_threshold), processbench(fe_held, p_held, 0.5)
     scorer.cfg.monotone = False
     raw = scorer.step_logits([(e.prompt, e.steps) for e in held])
@@ -385,8 +387,8 @@ def main() -> None:
         "threshold": round(threshold, 4), "threshold_source": "max injected-error F1 on the calibration split"
         + (" (scores with the step checks)" if args.step_checks else ""),
         "threshold_calib_f1": round(calib_f1, 4), "step_checks": args.step_checks,
-        "model_only_threshold": round(model_threshold, 4),
-        **({"injected_error_f1_with_checks": round(with_checks["f1"], 4)} if args.step_checks else {}),
+        "model_only_threshold": round(model_threshold, 4), "checks_threshold": round(checks_threshold, 4),
+        "injected_error_f1_with_checks": round(with_checks["f1"], 4),
         "injected_error_f1_at_0.5": round(pb05["f1"], 4),
         "injected_error_acc_erroneous_at_0.5": round(pb05["acc_erroneous"], 4),
         "injected_error_acc_correct_at_0.5": round(pb05["acc_correct"], 4),
@@ -411,19 +413,20 @@ def main() -> None:
         import real_errors
 
         t0 = time.monotonic()
-        real = real_errors.main([str(model_dir), "--threshold", str(threshold), "--limit", str(args.real_limit),
-                                 "--max-length", str(args.max_length)])
+        # one scoring pass: the network's scores (no checks), at its threshold, and with the checks applied at theirs
+        real = real_errors.main([str(model_dir), "--threshold", str(model_threshold), "--checks-threshold",
+                                 str(checks_threshold), "--limit", str(args.real_limit), "--max-length",
+                                 str(args.max_length), "--checks", "off"])
         keys = ("f1", "acc_erroneous", "acc_correct", "f1_at_0.5", "acc_erroneous_at_0.5", "acc_correct_at_0.5",
                 "step_auroc_to_first_error", "share_right_step", "share_too_early", "share_too_late", "share_never",
-                "n_erroneous", "n_correct", "refused_erroneous", "refused_correct")
-        summary = {**{f"real_error_{k}": real[k] for k in keys}, "real_error_seconds": round(time.monotonic() - t0, 1),
-                   **summary}
-        if args.step_checks:  # the same measure without the checks: how much of it is the model's
-            alone = real_errors.main([str(model_dir), "--threshold", str(model_threshold), "--limit",
-                                      str(args.real_limit), "--max-length", str(args.max_length), "--checks", "off"])
-            summary = {**{k: v for k, v in summary.items() if k.startswith("real_error_")},
-                       **{f"real_error_model_only_{k}": alone[k] for k in keys[:7]},
-                       **{k: v for k, v in summary.items() if not k.startswith("real_error_")}}
+                "n_erroneous", "n_correct")
+        served, other, name = ((real["with_checks"], real, "model_only") if args.step_checks
+                               else (real, real["with_checks"], "with_checks"))
+        summary = {**{f"real_error_{k}": served[k] for k in keys},
+                   "real_error_refused_erroneous": real["refused_erroneous"],
+                   "real_error_refused_correct": real["refused_correct"],
+                   **{f"real_error_{name}_{k}": other[k] for k in keys[:7]},
+                   "real_error_seconds": round(time.monotonic() - t0, 1), **summary}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"[report] held-out GSM8K with injected errors: injected-error F1 {summary['injected_error_f1']:.3f} "
           f"(ProcessBench's metric, the model without step checks; threshold {model_threshold:.3f} from the calibration split; "
@@ -435,11 +438,11 @@ def main() -> None:
               f"{summary['real_error_n_correct']} reference solutions): real-error F1 {summary['real_error_f1']}, "
               f"first errors found {summary['real_error_acc_erroneous']}, correct passed {summary['real_error_acc_correct']}"
               f" (threshold {threshold:.3f} from the calibration split)", flush=True)
-        if args.step_checks:
-            print(f"[report] the same without the step checks (the network alone): real-error F1 "
-                  f"{summary['real_error_model_only_f1']}, first errors found "
-                  f"{summary['real_error_model_only_acc_erroneous']}, correct passed "
-                  f"{summary['real_error_model_only_acc_correct']} (threshold {model_threshold:.3f})", flush=True)
+        name, what, at = (("model_only", "without the step checks (the network alone)", model_threshold) if args.step_checks
+                          else ("with_checks", "with the step checks (not in this artifact)", checks_threshold))
+        print(f"[report] the same {what}: real-error F1 {summary[f'real_error_{name}_f1']}, first errors found "
+              f"{summary[f'real_error_{name}_acc_erroneous']}, correct passed "
+              f"{summary[f'real_error_{name}_acc_correct']} (threshold {at:.3f})", flush=True)
     print(f"[reuse] prm eval processbench {model_dir} {out / 'heldout_processbench.json'} --threshold-split "
           f"{out / 'calib_processbench.json'} --checks off   |   prm serve {model_dir}")
     print(json.dumps(summary))

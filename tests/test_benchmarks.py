@@ -37,7 +37,7 @@ def test_train_gsm8k_leaves_an_artifact_prm_eval_reproduces(tiny_backbone, tmp_p
     # step checks on by default: the artifact carries them, the network's own figures are reported apart
     assert res["step_checks"] and json.loads((out / "model" / "prm_config.json").read_text())["step_checks"]
     for key in ("real_error_model_only_f1", "real_error_model_only_acc_erroneous", "injected_error_f1_with_checks",
-                "model_only_threshold"):
+                "model_only_threshold", "checks_threshold"):
         assert key in res, key
 
     def cli_eval(*extra):
@@ -123,6 +123,21 @@ def test_real_errors_runs_on_mr_gsm8k_rows_and_its_figures_add_up(tiny_artifact,
     assert res["n_correct"] == res["refused_correct"] == 3 and res["share_refused"] == 1
     assert res["acc_erroneous"] == res["acc_correct"] == res["f1"] == 0 and res["step_auroc_to_first_error"] is None
     assert res["threshold"] == 0.5 and res["threshold_source"].startswith("default 0.5")
+
+
+def test_real_errors_one_pass_with_and_without_checks_equals_two_runs(tiny_artifact):
+    common = ("--data", str(MR_GSM8K), "--backend", "onnx", "--threads", "1")
+    both = run("real_errors.py", str(tiny_artifact), *common, "--threshold", "0.45", "--checks-threshold", "0.3")
+    alone = run("real_errors.py", str(tiny_artifact), *common, "--threshold", "0.45", "--checks", "off")
+    checked = run("real_errors.py", str(tiny_artifact), *common, "--threshold", "0.3", "--checks", "on")
+    keys = ("acc_erroneous", "acc_correct", "f1", "f1_at_0.5", "step_auroc_to_first_error", "share_right_step",
+            "share_too_late", "by_type")
+    assert {k: both[k] for k in keys} == {k: alone[k] for k in keys}
+    assert {k: both["with_checks"][k] for k in keys} == {k: checked[k] for k in keys}
+    assert both["with_checks"]["threshold"] == 0.3
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "real_errors.py"), str(tiny_artifact), *common,
+                          "--checks", "on", "--checks-threshold", "0.3"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "drop --checks on" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_real_errors_measures_the_step_checks_alone_and_chooses_a_threshold_on_another_split(tmp_path):
