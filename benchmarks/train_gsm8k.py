@@ -307,6 +307,8 @@ def main() -> None:
     n_rows = args.train_solutions or int(budget_s * fwd / args.cost_ratio / float(np.mean(lengths)))
     groups = list(train_p)
     random.Random(args.seed + 1).shuffle(groups)
+    # the problems with model-written solutions first: the budget must not drop the real errors one brought
+    groups.sort(key=lambda g: not any(ex.meta.get("source") == "sampled" for ex in g))
     chosen, taken = [], 0
     for g in groups:  # whole problems, so that gold and wrong solutions come together
         if taken + len(g) > max(n_rows - len(extra), args.batch_size):
@@ -314,8 +316,9 @@ def main() -> None:
         chosen.extend(g)
         taken += len(g)
     chosen += extra
+    n_real = sum(ex.meta.get("source") == "sampled" for ex in chosen)
     print(f"[budget] forward {fwd:.0f} tokens/s, {np.mean(lengths):.0f} tokens a solution: "
-          f"{len(chosen)} training solutions for {args.minutes:g} min", flush=True)
+          f"{len(chosen)} training solutions for {args.minutes:g} min ({n_real} of them model-written)", flush=True)
 
     class Budget(TrainerCallback):
         def __init__(self):
